@@ -1,0 +1,193 @@
+/**
+ * The Bun adapter: `Bun.listen` sockets as {@linkcode Transport}s.
+ *
+ * Bun hands `data` a fresh buffer every time and never reuses it, so chunks go to the server
+ * as they are: no copy, and no read buffer at all while a connection is idle. `socket.write`
+ * writes what the kernel takes and queues nothing, so the rest waits here for `drain`.
+ *
+ * @module
+ */
+import type { Listen, Transport, TransportHandler } from "../server/transport.ts";
+
+// The few parts of Bun's API this adapter uses, typed here so the package type-checks under
+// Deno without Bun's global types.
+interface BunSocket {
+  data: BunTransport;
+  readonly remoteAddress: string;
+  readonly remotePort?: number;
+  write(data: Uint8Array): number;
+  end(): void;
+  terminate(): void;
+  pause(): void;
+  resume(): void;
+  setNoDelay(noDelay?: boolean): boolean;
+}
+
+interface BunListener {
+  readonly hostname: string;
+  readonly port: number;
+  stop(closeActiveConnections?: boolean): void;
+}
+
+interface BunApi {
+  listen(options: {
+    hostname: string;
+    port: number;
+    tls?: { cert: string; key: string };
+    allowHalfOpen?: boolean;
+    socket: {
+      binaryType: "uint8array";
+      open(socket: BunSocket): void;
+      data(socket: BunSocket, chunk: Uint8Array): void;
+      drain(socket: BunSocket): void;
+      end(socket: BunSocket): void;
+      close(socket: BunSocket, error?: Error): void;
+      error(socket: BunSocket, error: Error): void;
+    };
+  }): BunListener;
+}
+
+/** Binds a Bun listener. */
+export const listen: Listen = (options, accept) => {
+  const bun = (globalThis as unknown as { Bun: BunApi }).Bun;
+  const listener = bun.listen({
+    hostname: options.hostname,
+    port: options.port,
+    tls: options.cert !== undefined && options.key !== undefined
+      ? { cert: options.cert, key: options.key }
+      : undefined,
+    // We decide when to close after the peer's FIN: a Close frame may still have to go out.
+    allowHalfOpen: true,
+    socket: {
+      binaryType: "uint8array",
+      open(socket) {
+        socket.setNoDelay(true);
+        const transport = new BunTransport(socket);
+        socket.data = transport;
+        transport.handler = accept(transport);
+      },
+      data(socket, chunk) {
+        socket.data.received(chunk);
+      },
+      drain(socket) {
+        socket.data.drain();
+      },
+      end(socket) {
+        socket.data.ended();
+      },
+      close(socket, error) {
+        socket.data.closed(error);
+      },
+      error(socket, error) {
+        // Our handlers do not throw; if one does, the connection is dropped, not the server.
+        console.error("sluice: unexpected error in a socket handler", error);
+        socket.data?.destroy();
+      },
+    },
+  });
+  return {
+    hostname: listener.hostname,
+    port: listener.port,
+    close() {
+      listener.stop(false);
+    },
+  };
+};
+
+class BunTransport implements Transport {
+  readonly remoteAddress: string;
+  readonly remotePort: number;
+  handler!: TransportHandler;
+  #socket: BunSocket;
+  #queue: Uint8Array[] = [];
+  #buffered = 0;
+  #ending = false;
+  #writeClosed = false;
+  #closed = false;
+
+  constructor(socket: BunSocket) {
+    this.#socket = socket;
+    this.remoteAddress = socket.remoteAddress;
+    this.remotePort = socket.remotePort ?? 0;
+  }
+
+  get bufferedAmount(): number {
+    return this.#buffered;
+  }
+
+  received(chunk: Uint8Array): void {
+    if (this.#writeClosed || this.#closed) return; // We said goodbye: discard.
+    this.handler.onData(chunk);
+  }
+
+  write(chunk: Uint8Array, reusable: boolean): void {
+    if (this.#closed || this.#ending || chunk.length === 0) return;
+    if (this.#queue.length === 0) {
+      const written = this.#socket.write(chunk);
+      if (written === chunk.length) return;
+      if (written < 0) return; // Closing: the close handler follows.
+      chunk = chunk.subarray(written);
+    }
+    this.#queue.push(reusable ? chunk.slice() : chunk);
+    this.#buffered += chunk.length;
+  }
+
+  drain(): void {
+    const queue = this.#queue;
+    while (queue.length !== 0) {
+      const chunk = queue[0];
+      const written = this.#socket.write(chunk);
+      if (written < 0) return;
+      this.#buffered -= written;
+      if (written < chunk.length) {
+        queue[0] = chunk.subarray(written);
+        return;
+      }
+      queue.shift();
+    }
+    if (this.#ending) this.#halfClose();
+    else this.handler.onDrain();
+  }
+
+  ended(): void {
+    // Both sides said goodbye: Bun closes the socket itself. (terminate() would send RST and
+    // could drop our last frames still in the kernel's send buffer.)
+    if (this.#writeClosed) return;
+    this.handler.onEnd();
+  }
+
+  end(): void {
+    if (this.#closed || this.#ending) return;
+    this.#ending = true;
+    if (this.#queue.length === 0) this.#halfClose();
+  }
+
+  #halfClose(): void {
+    if (this.#writeClosed) return;
+    this.#writeClosed = true;
+    this.#socket.end();
+  }
+
+  destroy(): void {
+    if (this.#closed) return;
+    this.#queue.length = 0;
+    this.#buffered = 0;
+    this.#socket.terminate();
+  }
+
+  pause(): void {
+    this.#socket.pause();
+  }
+
+  resume(): void {
+    this.#socket.resume();
+  }
+
+  closed(error?: Error): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#queue.length = 0;
+    this.#buffered = 0;
+    this.handler.onClose(error);
+  }
+}

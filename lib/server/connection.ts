@@ -1,0 +1,426 @@
+/**
+ * The connection driver: one TCP connection from the first request byte to the last frame. It
+ * runs the opening handshake, then a {@linkcode Protocol}, and owns what the protocol core may
+ * not: the socket, the outbox, timers and the application's handlers.
+ *
+ * @module
+ */
+import { WebSocketError } from "../protocol/errors.ts";
+import {
+  acceptResponse,
+  type HandshakeRefusal,
+  isRefusal,
+  refusalResponse,
+  RequestHeadParser,
+  type UpgradeRequestInfo,
+  validateUpgradeRequest,
+} from "../protocol/handshake.ts";
+import { CLOSED, OPEN, Protocol } from "../protocol/protocol.ts";
+import type { UpgradeAccept, UpgradeResult } from "./options.ts";
+import { Outbox } from "./outbox.ts";
+import type { ResolvedOptions, ServerCore } from "./server_core.ts";
+import type { Transport, TransportHandler } from "./transport.ts";
+import { UpgradeRequest } from "./upgrade_request.ts";
+import { ServerWebSocket, type WebSocketDriver } from "./websocket.ts";
+
+/** Bytes a client may send ahead while the upgrade hook runs before reading pauses. */
+const PENDING_LIMIT = 64 * 1024;
+
+/** One accepted TCP connection. */
+export class Connection<T> implements TransportHandler, WebSocketDriver {
+  readonly transport: Transport;
+  #server: ServerCore<T>;
+  #options: ResolvedOptions<T>;
+  #head: RequestHeadParser | undefined;
+  /** Bytes that arrived behind the request head while the upgrade hook ran. */
+  #pending: Uint8Array[] | undefined;
+  #pendingBytes = 0;
+  #protocol: Protocol | undefined;
+  #outbox: Outbox;
+  #ws: ServerWebSocket<T> | undefined;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #closeReported = false;
+  #gone = false;
+
+  /**
+   * Starts serving a new TCP connection.
+   *
+   * @param server The server it belongs to.
+   * @param transport Its socket.
+   */
+  constructor(server: ServerCore<T>, transport: Transport) {
+    this.#server = server;
+    this.#options = server.options;
+    this.transport = transport;
+    this.#outbox = new Outbox(transport);
+    this.#head = new RequestHeadParser(server.options);
+  }
+
+  /** The WebSocket, once the handshake is done. */
+  get webSocket(): ServerWebSocket<T> | undefined {
+    return this.#ws;
+  }
+
+  // TransportHandler
+
+  /** @internal */
+  onData(chunk: Uint8Array): void {
+    const protocol = this.#protocol;
+    if (protocol !== undefined) {
+      protocol.receive(chunk);
+      return;
+    }
+    if (this.#head !== undefined) {
+      this.#readHead(chunk);
+    } else if (this.#pending !== undefined) {
+      // The upgrade hook is running: hold the bytes; past the limit, hold them back in TCP.
+      this.#pending.push(chunk);
+      this.#pendingBytes += chunk.length;
+      if (this.#pendingBytes > PENDING_LIMIT) this.transport.pause();
+    }
+    // Otherwise the request was refused and the rest is ignored.
+  }
+
+  /** @internal */
+  onDrain(): void {}
+
+  /** @internal */
+  onEnd(): void {
+    // The peer will send nothing more. Without a closing handshake that is an abnormal closure.
+    const protocol = this.#protocol;
+    if (protocol !== undefined && protocol.readyState !== CLOSED) {
+      protocol.lost();
+      this.#reportClose(1006, "");
+    }
+    this.#outbox.flush();
+    this.transport.end();
+    this.#startTimer();
+  }
+
+  /** @internal */
+  onClose(error?: unknown): void {
+    if (this.#gone) return;
+    this.#gone = true;
+    this.#clearTimer();
+    this.#outbox.discard();
+    const protocol = this.#protocol;
+    if (protocol !== undefined && protocol.readyState !== CLOSED) {
+      protocol.lost();
+      if (error !== undefined) {
+        this.#reportError(
+          new WebSocketError("WS_ERR_CONNECTION_LOST", "The TCP connection broke", {
+            cause: error,
+          }),
+        );
+      }
+    }
+    if (protocol !== undefined) this.#reportClose(1006, "");
+    this.#server.untrack(this);
+  }
+
+  // ProtocolHost
+
+  /** @internal */
+  onMessage(data: string | Uint8Array, isBinary: boolean): void {
+    const handler = this.#options.message;
+    if (handler === undefined) return;
+    try {
+      const result = handler(this.#ws!, data, isBinary);
+      if (result !== undefined) this.#watch(result);
+    } catch (error) {
+      this.#handlerFailed(error);
+    }
+  }
+
+  /** @internal */
+  onPing(payload: Uint8Array): void {
+    const handler = this.#options.ping;
+    if (handler === undefined) return;
+    try {
+      const result = handler(this.#ws!, payload);
+      if (result !== undefined) this.#watch(result);
+    } catch (error) {
+      this.#handlerFailed(error);
+    }
+  }
+
+  /** @internal */
+  onPong(payload: Uint8Array): void {
+    const handler = this.#options.pong;
+    if (handler === undefined) return;
+    try {
+      const result = handler(this.#ws!, payload);
+      if (result !== undefined) this.#watch(result);
+    } catch (error) {
+      this.#handlerFailed(error);
+    }
+  }
+
+  /** @internal */
+  onClosed(code: number, reason: string, error?: WebSocketError): void {
+    // Both Close frames are out (or ours, failing the connection): the server closes the TCP
+    // connection first (RFC 6455 §7.1.1), once the queued frames are written.
+    this.#clearTimer();
+    if (error !== undefined && error.code !== "WS_ERR_HANDLER") this.#reportError(error);
+    // Report before ending the transport: Bun may close the socket inside end(), and the
+    // transport's close must not be mistaken for a lost connection.
+    this.#reportClose(code, reason);
+    this.#outbox.flush();
+    this.transport.end();
+    this.#startTimer();
+  }
+
+  /** @internal */
+  writeFrame(
+    opcode: number,
+    fin: boolean,
+    rsv1: boolean,
+    payload: Uint8Array,
+    owned: boolean,
+  ): void {
+    this.#outbox.writeFrame(opcode, fin, rsv1, payload, owned);
+  }
+
+  // WebSocketDriver: what ServerWebSocket asks of its connection.
+
+  /** @internal */
+  get protocolState(): Protocol {
+    return this.#protocol!;
+  }
+
+  /** @internal */
+  get bufferedAmount(): number {
+    return this.#outbox.corked + this.transport.bufferedAmount;
+  }
+
+  /** @internal */
+  startClose(code?: number, reason?: string): void {
+    const protocol = this.#protocol!;
+    if (protocol.readyState !== OPEN) return;
+    protocol.close(code, reason);
+    // Wait for the peer's Close frame, but not for ever.
+    this.#startTimer();
+  }
+
+  /** @internal */
+  terminate(): void {
+    this.#outbox.discard();
+    this.transport.destroy();
+  }
+
+  // The opening handshake.
+
+  #readHead(chunk: Uint8Array): void {
+    const parser = this.#head!;
+    const status = parser.push(chunk);
+    if (status === 0) return;
+    this.#head = undefined;
+    if (status === -1) {
+      this.#refuse(parser.refusal!);
+      return;
+    }
+    const head = parser.head!;
+    const info = validateUpgradeRequest(head);
+    if (isRefusal(info)) {
+      this.#refuse(info);
+      return;
+    }
+    const rest = parser.rest;
+    this.#pending = rest.length === 0 ? [] : [rest];
+    const hook = this.#options.upgrade;
+    if (hook === undefined) {
+      this.#accept(info, undefined);
+      return;
+    }
+    const request = new UpgradeRequest(head, info, {
+      address: this.transport.remoteAddress,
+      port: this.transport.remotePort,
+    });
+    let result: UpgradeResult<T> | Promise<UpgradeResult<T>>;
+    try {
+      result = hook(request);
+    } catch (error) {
+      this.#hookFailed(error);
+      return;
+    }
+    if (result instanceof Promise) {
+      // Keep reading while the hook runs, so a client that leaves is noticed (and costs
+      // nothing); bytes it sends early wait in #pending, up to PENDING_LIMIT.
+      result.then(
+        (value) => {
+          if (this.#gone) return; // The client left meanwhile: nothing to do, nothing to raise.
+          this.#decide(info, value);
+        },
+        (error) => {
+          if (this.#gone) return;
+          this.#hookFailed(error);
+        },
+      );
+      return;
+    }
+    this.#decide(info, result);
+  }
+
+  #decide(info: UpgradeRequestInfo, result: UpgradeResult<T>): void {
+    if (result instanceof Response) {
+      this.#refuseWith(result);
+      return;
+    }
+    this.#accept(info, result ?? undefined);
+  }
+
+  #accept(info: UpgradeRequestInfo, accept: UpgradeAccept<T> | undefined): void {
+    let protocol = accept?.protocol;
+    if (protocol !== undefined) {
+      // Never answer with a subprotocol the client did not offer (RFC 6455 §4.2.2).
+      if (!info.protocols.includes(protocol)) {
+        this.#hookFailed(
+          new TypeError(
+            `Cannot accept: the subprotocol "${protocol}" was not offered by the client`,
+          ),
+        );
+        return;
+      }
+    } else {
+      protocol = this.#options.protocols.length === 0
+        ? undefined
+        : info.protocols.find((offered) => this.#options.protocols.includes(offered));
+    }
+    let response: Uint8Array;
+    try {
+      response = acceptResponse(info.key, { protocol, headers: accept?.headers });
+    } catch (error) {
+      this.#hookFailed(error);
+      return;
+    }
+    this.transport.write(response, false);
+    this.#protocol = new Protocol(this, { maxPayloadLength: this.#options.maxPayloadLength });
+    const ws = new ServerWebSocket<T>(this, {
+      data: accept?.data as T,
+      protocol: protocol ?? "",
+      remoteAddress: this.transport.remoteAddress,
+      remotePort: this.transport.remotePort,
+    });
+    this.#ws = ws;
+    this.#server.opened(this);
+    const open = this.#options.open;
+    if (open !== undefined) {
+      try {
+        const result = open(ws);
+        if (result !== undefined) this.#watch(result);
+      } catch (error) {
+        this.#handlerFailed(error);
+      }
+    }
+    const pending = this.#pending!;
+    this.#pending = undefined;
+    if (this.#pendingBytes > PENDING_LIMIT) this.transport.resume();
+    for (const chunk of pending) this.#protocol.receive(chunk);
+  }
+
+  #refuse(refusal: HandshakeRefusal): void {
+    this.#server.refused(refusal.status);
+    this.transport.write(refusalResponse(refusal), false);
+    this.transport.end();
+    this.#startTimer();
+  }
+
+  #refuseWith(response: Response): void {
+    this.#server.refused(response.status);
+    response.arrayBuffer().then(
+      (body) => {
+        if (this.#gone) return;
+        const headers: Array<[string, string]> = [];
+        response.headers.forEach((value, name) => {
+          if (name !== "content-length" && name !== "connection") headers.push([name, value]);
+        });
+        const head = refusalResponse({
+          status: response.status,
+          message: "",
+          headers,
+        });
+        this.#writeRefusal(head, new Uint8Array(body));
+      },
+      (error) => this.#hookFailed(error),
+    );
+  }
+
+  #writeRefusal(emptyResponse: Uint8Array, body: Uint8Array): void {
+    // refusalResponse() wrote "Content-Length: 0" and no body: patch in the real length.
+    const text = new TextDecoder("latin1").decode(emptyResponse).replace(
+      "\r\nContent-Length: 0\r\n",
+      `\r\nContent-Length: ${body.length}\r\n`,
+    );
+    const head = new Uint8Array(text.length);
+    for (let i = 0; i < text.length; i++) head[i] = text.charCodeAt(i);
+    this.transport.write(head, false);
+    if (body.length !== 0) this.transport.write(body, false);
+    this.transport.end();
+    this.#startTimer();
+  }
+
+  #hookFailed(error: unknown): void {
+    this.#reportError(error);
+    this.#refuse({ status: 500, message: "Internal Server Error", headers: [] });
+  }
+
+  // Handlers and errors.
+
+  #watch(result: unknown): void {
+    if (typeof (result as PromiseLike<unknown>).then === "function") {
+      (result as PromiseLike<unknown>).then(undefined, (error) => this.#handlerFailed(error));
+    }
+  }
+
+  #handlerFailed(error: unknown): void {
+    this.#reportError(error, true);
+    this.#protocol?.fail(
+      new WebSocketError("WS_ERR_HANDLER", "An application handler threw", { cause: error }),
+    );
+  }
+
+  #reportError(error: unknown, always = false): void {
+    const handler = this.#options.error;
+    if (handler !== undefined) {
+      try {
+        handler(error, this.#ws);
+      } catch (inner) {
+        console.error("sluice: the error handler threw", inner);
+      }
+    } else if (always || !(error instanceof WebSocketError)) {
+      console.error("sluice:", error);
+    }
+  }
+
+  #reportClose(code: number, reason: string): void {
+    if (this.#closeReported) return;
+    this.#closeReported = true;
+    this.#server.closed(this);
+    const handler = this.#options.close;
+    if (handler === undefined) return;
+    try {
+      const result = handler(this.#ws!, code, reason);
+      if (result !== undefined) this.#watch(result);
+    } catch (error) {
+      this.#reportError(error, true);
+    }
+  }
+
+  // Timers: the close timeout, and the linger after our FIN.
+
+  #startTimer(): void {
+    if (this.#gone) return;
+    this.#clearTimer();
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.terminate();
+    }, this.#options.closeTimeout);
+  }
+
+  #clearTimer(): void {
+    if (this.#timer !== undefined) {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+    }
+  }
+}

@@ -1,0 +1,82 @@
+/**
+ * What {@linkcode serve} takes.
+ *
+ * @module
+ */
+import type { ServerWebSocket } from "./websocket.ts";
+import type { UpgradeRequest } from "./upgrade_request.ts";
+
+/** How the upgrade hook accepts a connection. Every field is optional. */
+export interface UpgradeAccept<T> {
+  /** Per-connection data, available as `ws.data`. */
+  data?: T;
+  /** The subprotocol to speak: one the client offered (`request.protocols`). */
+  protocol?: string;
+  /** Extra headers for the 101 response. */
+  headers?: Record<string, string> | Array<[string, string]>;
+}
+
+/**
+ * What the upgrade hook returns: `undefined` or an {@linkcode UpgradeAccept} to accept, a
+ * `Response` to refuse with its status, headers and body.
+ */
+export type UpgradeResult<T> = UpgradeAccept<T> | Response | undefined | void;
+
+/** The options of {@linkcode serve}. `T` is the type of `ws.data`. */
+export interface ServeOptions<T = undefined> {
+  /** The port; 0 picks a free one (read it from `server.port`). @default {8080} */
+  port?: number;
+  /** The address to bind. @default {"0.0.0.0"} */
+  hostname?: string;
+  /**
+   * Decides whether a valid upgrade request is accepted, after the protocol checks pass. May be
+   * async. Throwing refuses the request with 500 and reports the error.
+   */
+  upgrade?(request: UpgradeRequest): UpgradeResult<T> | Promise<UpgradeResult<T>>;
+  /**
+   * Subprotocols the server speaks, used when the upgrade hook does not choose one: the first
+   * one the client offers that is in this list is chosen. @default {[]}
+   */
+  protocols?: string[];
+  /** A connection is open. */
+  open?(ws: ServerWebSocket<T>): void | Promise<void>;
+  /**
+   * A message arrived: a string for text, a Uint8Array for binary. The Uint8Array is a view of
+   * memory the server never reuses, so it may be kept.
+   */
+  message?(
+    ws: ServerWebSocket<T>,
+    data: string | Uint8Array,
+    isBinary: boolean,
+  ): void | Promise<void>;
+  /** A ping arrived (the pong is sent automatically). */
+  ping?(ws: ServerWebSocket<T>, data: Uint8Array): void | Promise<void>;
+  /** A pong arrived. */
+  pong?(ws: ServerWebSocket<T>, data: Uint8Array): void | Promise<void>;
+  /**
+   * The connection closed; called once per opened connection. `code` is the peer's close code
+   * (1005 if its Close frame had none), the code we failed the connection with, or 1006 if the
+   * TCP connection ended without a closing handshake.
+   */
+  close?(ws: ServerWebSocket<T>, code: number, reason: string): void | Promise<void>;
+  /**
+   * An error: a handler threw (the connection is then closed with 1011), or the peer broke the
+   * protocol (a `WebSocketError`; the connection is failed with its close code). Without this
+   * option, handler errors are printed with `console.error` and protocol errors are silent.
+   */
+  error?(error: unknown, ws: ServerWebSocket<T> | undefined): void;
+  /** The largest message accepted, in bytes; larger ones fail with 1009.
+   * @default {16777216} */
+  maxPayloadLength?: number;
+  /** Bytes in a request head before 431. @default {8192} */
+  maxHeadSize?: number;
+  /** Header lines in a request head before 431. @default {100} */
+  maxHeaders?: number;
+  /** Bytes in one request-head line before 414 (request line) or 431 (header). @default {4096} */
+  maxLineLength?: number;
+  /**
+   * Milliseconds to wait for the peer's Close frame after ours, and for its TCP close after the
+   * closing handshake, before the connection is dropped. @default {5000}
+   */
+  closeTimeout?: number;
+}

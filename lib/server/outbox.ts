@@ -1,0 +1,153 @@
+/**
+ * Outgoing frames of one connection, corked until the end of the tick: everything sent to a
+ * connection in one tick leaves in one socket write. Small payloads are copied behind their
+ * headers into a pooled buffer; large ones the caller hands over go out by reference.
+ *
+ * @module
+ */
+import { headerSize, writeHeader } from "../protocol/frame_writer.ts";
+import type { Transport } from "./transport.ts";
+
+/** Payloads from this size on, when the caller gives them up, are sent without a copy. */
+export const ZERO_COPY_THRESHOLD = 16 * 1024;
+const BUFFER_SIZE = 64 * 1024;
+const POOL_LIMIT = 64;
+
+// Buffers that corked frames are framed into. A connection takes one at its first write in a
+// tick and returns it after the flush, so an idle connection holds none.
+const pool: Uint8Array[] = [];
+const dirty: Outbox[] = [];
+let flushScheduled = false;
+
+function flushAll(): void {
+  // Index loop: a flush may cork more (it never does today, but stay correct if it does).
+  for (let i = 0; i < dirty.length; i++) dirty[i].flush();
+  dirty.length = 0;
+  flushScheduled = false;
+}
+
+/** The corked frames of one connection. */
+export class Outbox {
+  #transport: Transport;
+  #buffer: Uint8Array | undefined;
+  #start = 0;
+  #end = 0;
+  #segments: Uint8Array[] = [];
+  #corked = 0;
+  #dirty = false;
+
+  /**
+   * Makes an empty outbox.
+   *
+   * @param transport Where the frames go.
+   */
+  constructor(transport: Transport) {
+    this.#transport = transport;
+  }
+
+  /** Bytes corked and not yet handed to the transport. */
+  get corked(): number {
+    return this.#corked;
+  }
+
+  /**
+   * Adds a frame; it leaves with the rest of this tick's frames.
+   *
+   * @param opcode The opcode.
+   * @param fin The FIN bit.
+   * @param rsv1 The RSV1 bit.
+   * @param payload The payload.
+   * @param owned Whether the outbox may keep `payload` by reference.
+   */
+  writeFrame(
+    opcode: number,
+    fin: boolean,
+    rsv1: boolean,
+    payload: Uint8Array,
+    owned: boolean,
+  ): void {
+    const length = payload.length;
+    const header = headerSize(length, false);
+    if (owned && length >= ZERO_COPY_THRESHOLD) {
+      this.#reserve(header);
+      this.#end = writeHeader(this.#buffer!, this.#end, opcode, length, fin, rsv1);
+      this.#seal();
+      this.#segments.push(payload);
+    } else {
+      this.#reserve(header + length);
+      const buffer = this.#buffer!;
+      const start = writeHeader(buffer, this.#end, opcode, length, fin, rsv1);
+      buffer.set(payload, start);
+      this.#end = start + length;
+    }
+    this.#corked += header + length;
+    if (!this.#dirty) {
+      this.#dirty = true;
+      dirty.push(this);
+      if (!flushScheduled) {
+        flushScheduled = true;
+        queueMicrotask(flushAll);
+      }
+    }
+  }
+
+  /** Hands everything corked to the transport now. */
+  flush(): void {
+    this.#dirty = false;
+    if (this.#corked === 0) return;
+    this.#corked = 0;
+    const transport = this.#transport;
+    const segments = this.#segments;
+    if (segments.length === 0) {
+      // The common case: only small frames, all in the buffer.
+      transport.write(this.#buffer!.subarray(this.#start, this.#end), true);
+    } else {
+      this.#seal();
+      for (let i = 0; i < segments.length; i++) {
+        const segment = segments[i];
+        // Views of our buffer are reused after this; payloads handed over are not.
+        transport.write(segment, segment.buffer === this.#buffer!.buffer);
+      }
+      segments.length = 0;
+    }
+    this.#release();
+  }
+
+  /** Drops what is corked (the connection is being destroyed). */
+  discard(): void {
+    this.#corked = 0;
+    this.#segments.length = 0;
+    this.#release();
+  }
+
+  #release(): void {
+    const buffer = this.#buffer;
+    if (buffer === undefined) return;
+    this.#buffer = undefined;
+    this.#start = this.#end = 0;
+    if (buffer.length === BUFFER_SIZE && pool.length < POOL_LIMIT) pool.push(buffer);
+  }
+
+  /** Ends the current run of buffered bytes as a segment of its own. */
+  #seal(): void {
+    if (this.#end > this.#start) {
+      this.#segments.push(this.#buffer!.subarray(this.#start, this.#end));
+      this.#start = this.#end;
+    }
+  }
+
+  #reserve(bytes: number): void {
+    const buffer = this.#buffer;
+    if (buffer === undefined) {
+      this.#buffer = bytes <= BUFFER_SIZE
+        ? (pool.pop() ?? new Uint8Array(BUFFER_SIZE))
+        : new Uint8Array(bytes);
+      return;
+    }
+    if (this.#end + bytes <= buffer.length) return;
+    // Full: what is in it becomes a segment; framing continues in a fresh buffer.
+    this.#seal();
+    this.#buffer = new Uint8Array(Math.max(bytes, BUFFER_SIZE));
+    this.#start = this.#end = 0;
+  }
+}

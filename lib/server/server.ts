@@ -1,0 +1,166 @@
+/**
+ * The runtime-neutral server: binds through a runtime adapter's {@linkcode Listen}, drives one
+ * {@linkcode Connection} per TCP connection, and shuts down gracefully.
+ *
+ * @module
+ */
+import { CloseCode } from "../protocol/errors.ts";
+import { DEFAULT_MAX_PAYLOAD_LENGTH, OPEN } from "../protocol/protocol.ts";
+import { Connection } from "./connection.ts";
+import type { ServeOptions } from "./options.ts";
+import type { ResolvedOptions, ServerCore } from "./server_core.ts";
+import type { Listen, Listener, Transport } from "./transport.ts";
+
+/** How {@linkcode Server.shutdown} closes the server. */
+export interface ShutdownOptions {
+  /** The close code sent to every open connection. @default {1001} */
+  code?: number;
+  /** The close reason. @default {""} */
+  reason?: string;
+  /** Milliseconds to wait for closing handshakes before dropping what remains. @default {10000} */
+  timeout?: number;
+}
+
+/**
+ * A listening WebSocket server, made by {@linkcode serve}.
+ *
+ * @example
+ * ```ts
+ * import { serve } from "@sluice/ws";
+ * const server = serve({ port: 0, message(ws, data) { ws.send(data); } });
+ * console.log(`listening on ${server.hostname}:${server.port}`);
+ * await server.shutdown();
+ * ```
+ */
+export class Server<T = undefined> {
+  #core: Core<T>;
+  #listener: Listener;
+  #shutdown: Promise<void> | undefined;
+
+  /**
+   * Binds and starts accepting.
+   *
+   * @param options What to serve.
+   * @param listen The runtime adapter's listen function.
+   */
+  constructor(options: ServeOptions<T>, listen: Listen) {
+    const core = new Core<T>(resolve(options));
+    this.#core = core;
+    this.#listener = listen(
+      { hostname: options.hostname ?? "0.0.0.0", port: options.port ?? 8080 },
+      (transport) => core.accept(transport),
+    );
+  }
+
+  /** The bound address. */
+  get hostname(): string {
+    return this.#listener.hostname;
+  }
+
+  /** The bound port: the real one when 0 was asked for. */
+  get port(): number {
+    return this.#listener.port;
+  }
+
+  /** How many WebSocket connections are open. */
+  get pendingWebSockets(): number {
+    return this.#core.open;
+  }
+
+  /**
+   * Stops accepting, sends a Close frame to every open connection, waits for their closing
+   * handshakes up to the timeout, then drops whatever remains. Resolves when every socket is
+   * gone. Calling it again returns the same promise.
+   *
+   * @param options The close code, reason and timeout.
+   * @returns A promise that resolves when every connection is closed.
+   */
+  shutdown(options: ShutdownOptions = {}): Promise<void> {
+    return this.#shutdown ??= this.#stop(options);
+  }
+
+  async #stop(options: ShutdownOptions): Promise<void> {
+    const { code = CloseCode.GoingAway, reason = "", timeout = 10_000 } = options;
+    this.#listener.close();
+    const connections = this.#core.connections;
+    for (const connection of connections) {
+      const ws = connection.webSocket;
+      if (ws === undefined) connection.terminate(); // Mid-handshake: nothing to close gracefully.
+      else if (ws.readyState === OPEN) ws.close(code, reason);
+    }
+    if (connections.size === 0) return;
+    const empty = this.#core.whenEmpty();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<"late">((resolve) =>
+      timer = setTimeout(() => resolve("late"), timeout)
+    );
+    const outcome = await Promise.race([empty, late]);
+    clearTimeout(timer);
+    if (outcome === "late") {
+      for (const connection of connections) connection.terminate();
+      await empty;
+    }
+  }
+}
+
+/** The server's bookkeeping, as its connections see it. */
+class Core<T> implements ServerCore<T> {
+  readonly options: ResolvedOptions<T>;
+  readonly connections = new Set<Connection<T>>();
+  open = 0;
+  #empty: (() => void) | undefined;
+
+  constructor(options: ResolvedOptions<T>) {
+    this.options = options;
+  }
+
+  accept(transport: Transport): Connection<T> {
+    const connection = new Connection<T>(this, transport);
+    this.connections.add(connection);
+    return connection;
+  }
+
+  whenEmpty(): Promise<void> {
+    if (this.connections.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#empty = resolve);
+  }
+
+  opened(_connection: Connection<T>): void {
+    this.open++;
+  }
+
+  refused(_status: number): void {}
+
+  closed(_connection: Connection<T>): void {
+    this.open--;
+  }
+
+  untrack(connection: Connection<T>): void {
+    this.connections.delete(connection);
+    if (this.connections.size === 0) this.#empty?.();
+  }
+}
+
+function resolve<T>(options: ServeOptions<T>): ResolvedOptions<T> {
+  return {
+    ...options,
+    protocols: options.protocols ?? [],
+    maxPayloadLength: positive(
+      options.maxPayloadLength,
+      DEFAULT_MAX_PAYLOAD_LENGTH,
+      "maxPayloadLength",
+    ),
+    closeTimeout: positive(options.closeTimeout, 5000, "closeTimeout"),
+    maxHeadSize: positive(options.maxHeadSize, 8192, "maxHeadSize"),
+    maxHeaders: positive(options.maxHeaders, 100, "maxHeaders"),
+    maxLineLength: positive(options.maxLineLength, 4096, "maxLineLength"),
+  };
+}
+
+function positive(value: number | undefined, fallback: number, name: string): number {
+  if (value === undefined) return fallback;
+  if (!(value > 0) || !Number.isFinite(value)) {
+    throw new RangeError(`Cannot serve: ${name} must be a positive number, got ${value}`);
+  }
+  return value;
+}

@@ -1,0 +1,80 @@
+/**
+ * The contract between the runtime-neutral server and a runtime adapter (lib/runtime/): a
+ * listener that accepts TCP connections and a byte stream per connection. The adapters are the
+ * only code that names `Deno` or `Bun`.
+ *
+ * @module
+ */
+
+/** One accepted TCP (or TLS) connection, as the server sees it. */
+export interface Transport {
+  /** The peer's IP address. */
+  readonly remoteAddress: string;
+  /** The peer's port. */
+  readonly remotePort: number;
+  /** Bytes accepted by {@linkcode Transport.write} and not yet handed to the operating system. */
+  readonly bufferedAmount: number;
+  /**
+   * Sends bytes, in order after everything written before. Never writes less than asked:
+   * what the socket cannot take now is kept and written when it drains.
+   *
+   * @param chunk The bytes.
+   * @param reusable `true` if the caller reuses `chunk`'s memory after this call returns, so
+   * whatever the transport keeps it must copy; `false` if the transport may keep a reference.
+   */
+  write(chunk: Uint8Array, reusable: boolean): void;
+  /** Writes what is queued, then closes the connection (FIN). Reading stops. */
+  end(): void;
+  /** Closes the connection now, dropping what is queued. */
+  destroy(): void;
+  /** Stops reading from the socket (the peer's writes back up in TCP). */
+  pause(): void;
+  /** Starts reading again after {@linkcode Transport.pause}. */
+  resume(): void;
+}
+
+/** What a transport tells the server about its connection. */
+export interface TransportHandler {
+  /**
+   * Bytes from the peer. The transport never writes to `chunk`'s memory again: the server may
+   * keep views of it and hand them to application code.
+   */
+  onData(chunk: Uint8Array): void;
+  /** Everything queued by `write` reached the operating system. */
+  onDrain(): void;
+  /** The peer closed its side (FIN): no more data will come. */
+  onEnd(): void;
+  /** The connection is gone: closed by either side, reset, or failed (`error`). Called once. */
+  onClose(error?: unknown): void;
+}
+
+/** Where and how to listen. */
+export interface ListenOptions {
+  /** The address to bind. */
+  hostname: string;
+  /** The port; 0 picks a free one. */
+  port: number;
+  /** PEM certificate chain: with `key`, the listener speaks TLS. */
+  cert?: string;
+  /** PEM private key. */
+  key?: string;
+}
+
+/** A bound listener. */
+export interface Listener {
+  /** The bound address. */
+  readonly hostname: string;
+  /** The bound port (the real one when 0 was asked for). */
+  readonly port: number;
+  /** Stops accepting; connections already accepted stay open. */
+  close(): void;
+}
+
+/**
+ * Binds a listener. `accept` is called for each new connection and returns the handler that
+ * receives its events.
+ */
+export type Listen = (
+  options: ListenOptions,
+  accept: (transport: Transport) => TransportHandler,
+) => Listener;

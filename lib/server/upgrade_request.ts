@@ -1,0 +1,88 @@
+/**
+ * The request the upgrade hook sees.
+ *
+ * @module
+ */
+import type { RequestHead, UpgradeRequestInfo } from "../protocol/handshake.ts";
+
+/**
+ * A valid WebSocket upgrade request, as the upgrade hook sees it.
+ *
+ * @example
+ * ```ts
+ * import { serve } from "@sluice/ws";
+ * const server = serve({
+ *   port: 0,
+ *   upgrade(request) {
+ *     if (request.url.searchParams.get("token") !== "secret") {
+ *       return new Response("Unauthorized", { status: 401 });
+ *     }
+ *     return { data: { user: "ann" } };
+ *   },
+ * });
+ * await server.shutdown();
+ * ```
+ */
+export class UpgradeRequest {
+  #head: RequestHead;
+  #info: UpgradeRequestInfo;
+  #headers: Headers | undefined;
+  #url: URL | undefined;
+  /** The peer's IP address. */
+  readonly remoteAddress: string;
+  /** The peer's port. */
+  readonly remotePort: number;
+
+  /**
+   * Made by the server for each upgrade request.
+   *
+   * @param head The parsed request head.
+   * @param info What the handshake checks found.
+   * @param remote The peer's address and port.
+   */
+  constructor(
+    head: RequestHead,
+    info: UpgradeRequestInfo,
+    remote: { address: string; port: number },
+  ) {
+    this.#head = head;
+    this.#info = info;
+    this.remoteAddress = remote.address;
+    this.remotePort = remote.port;
+  }
+
+  /** `"GET"`: an upgrade request is always a GET. */
+  get method(): string {
+    return this.#head.method;
+  }
+
+  /** The request target as sent, such as `/chat?room=1`. */
+  get target(): string {
+    return this.#head.target;
+  }
+
+  /** The request URL, resolved against the Host header. */
+  get url(): URL {
+    return this.#url ??= new URL(this.#head.target, `http://${this.#info.host}`);
+  }
+
+  /** The request headers. */
+  get headers(): Headers {
+    if (this.#headers === undefined) {
+      const headers = new Headers();
+      for (const [name, value] of this.#head.headers) headers.append(name, value);
+      this.#headers = headers;
+    }
+    return this.#headers;
+  }
+
+  /** The Origin header, if any (browsers always send it; other clients may send anything). */
+  get origin(): string | undefined {
+    return this.#info.origin;
+  }
+
+  /** The subprotocols the client offered, in its order of preference. */
+  get protocols(): string[] {
+    return this.#info.protocols;
+  }
+}

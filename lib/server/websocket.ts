@@ -1,0 +1,195 @@
+/**
+ * The server side of one WebSocket connection, as application code sees it.
+ *
+ * @module
+ */
+import { Opcode } from "../protocol/opcode.ts";
+import type { Protocol } from "../protocol/protocol.ts";
+
+/** What a {@linkcode ServerWebSocket} needs from the connection that drives it. */
+export interface WebSocketDriver {
+  /** The protocol state. */
+  readonly protocolState: Protocol;
+  /** Bytes queued and not yet handed to the operating system. */
+  readonly bufferedAmount: number;
+  /** Starts the closing handshake and its timeout. */
+  startClose(code?: number, reason?: string): void;
+  /** Drops the TCP connection now. */
+  terminate(): void;
+}
+
+/** Fixed facts about a connection, settled by the handshake. */
+export interface WebSocketInit<T> {
+  /** The upgrade hook's per-connection data. */
+  data: T;
+  /** The negotiated subprotocol, `""` if none. */
+  protocol: string;
+  /** The peer's IP address. */
+  remoteAddress: string;
+  /** The peer's port. */
+  remotePort: number;
+}
+
+const encoder = new TextEncoder();
+const EMPTY = new Uint8Array(0);
+
+/** Payloads the server may keep by reference: from this size on, sends do not copy. */
+const BY_REFERENCE = 16 * 1024;
+
+/**
+ * One open WebSocket connection on the server. `T` is the type of {@linkcode ServerWebSocket.data}.
+ *
+ * @example
+ * ```ts
+ * import { serve } from "@sluice/ws";
+ * const server = serve({
+ *   port: 0,
+ *   message(ws, data) {
+ *     ws.send(data); // echo, as text or binary as it came
+ *   },
+ * });
+ * await server.shutdown();
+ * ```
+ */
+export class ServerWebSocket<T = undefined> {
+  #driver: WebSocketDriver;
+  /** The data the upgrade hook attached. */
+  readonly data: T;
+  /** The negotiated subprotocol, `""` if none. */
+  readonly protocol: string;
+  /** The peer's IP address. */
+  readonly remoteAddress: string;
+  /** The peer's port. */
+  readonly remotePort: number;
+
+  /**
+   * Made by the server when a handshake completes.
+   *
+   * @param driver The connection.
+   * @param init What the handshake settled.
+   */
+  constructor(driver: WebSocketDriver, init: WebSocketInit<T>) {
+    this.#driver = driver;
+    this.data = init.data;
+    this.protocol = init.protocol;
+    this.remoteAddress = init.remoteAddress;
+    this.remotePort = init.remotePort;
+  }
+
+  /** 1 (OPEN), 2 (CLOSING: our Close frame is out) or 3 (CLOSED), as in the WHATWG API. */
+  get readyState(): number {
+    return this.#driver.protocolState.readyState;
+  }
+
+  /** Bytes sent by the application and not yet handed to the operating system. */
+  get bufferedAmount(): number {
+    return this.#driver.bufferedAmount;
+  }
+
+  /**
+   * Sends a message: a string as text, bytes as binary. Messages sent in one tick leave in one
+   * socket write. A Uint8Array of 16 KiB or more is sent by reference, as Node's
+   * `socket.write` does: do not change it afterwards.
+   *
+   * @param data The message.
+   * @returns The payload's size in bytes.
+   * @throws {TypeError} When the connection is closing or closed.
+   *
+   * @example
+   * ```ts
+   * import { serve } from "@sluice/ws";
+   * const server = serve({ port: 0, open(ws) { ws.send("hello"); } });
+   * await server.shutdown();
+   * ```
+   */
+  send(data: string | Uint8Array | ArrayBuffer | ArrayBufferView): number {
+    if (typeof data === "string") return this.#driver.protocolState.send(data);
+    const bytes = toBytes(data, "send");
+    return this.#driver.protocolState.send(bytes, bytes.length >= BY_REFERENCE);
+  }
+
+  /**
+   * Sends a text message.
+   *
+   * @param text The message.
+   * @returns Its size in bytes of UTF-8.
+   * @throws {TypeError} When the connection is closing or closed.
+   */
+  sendText(text: string): number {
+    return this.#driver.protocolState.send(String(text));
+  }
+
+  /**
+   * Sends a binary message.
+   *
+   * @param data The message.
+   * @returns Its size in bytes.
+   * @throws {TypeError} When the connection is closing or closed.
+   */
+  sendBinary(data: Uint8Array | ArrayBuffer | ArrayBufferView): number {
+    const bytes = toBytes(data, "send");
+    return this.#driver.protocolState.send(bytes, bytes.length >= BY_REFERENCE);
+  }
+
+  /**
+   * Sends a ping; the peer answers with a pong (the `pong` handler).
+   *
+   * @param data At most 125 bytes (a string is sent as its UTF-8).
+   * @throws {TypeError} When the connection is closing or closed.
+   * @throws {RangeError} When the payload is over 125 bytes.
+   */
+  ping(data?: string | Uint8Array): void {
+    this.#driver.protocolState.sendControl(Opcode.Ping, controlPayload(data));
+  }
+
+  /**
+   * Sends an unsolicited pong (a one-way heartbeat, RFC 6455 §5.5.3).
+   *
+   * @param data At most 125 bytes.
+   * @throws {TypeError} When the connection is closing or closed.
+   * @throws {RangeError} When the payload is over 125 bytes.
+   */
+  pong(data?: string | Uint8Array): void {
+    this.#driver.protocolState.sendControl(Opcode.Pong, controlPayload(data));
+  }
+
+  /**
+   * Starts the closing handshake. The `close` handler runs when the peer answers, or after the
+   * close timeout, when the connection is dropped. Does nothing if closing already.
+   *
+   * @param code 1000–1003, 1007–1014 or 3000–4999; none sends an empty Close frame.
+   * @param reason At most 123 bytes of UTF-8.
+   * @throws {RangeError} When the code may not be sent or the reason is too long.
+   *
+   * @example
+   * ```ts
+   * import { serve } from "@sluice/ws";
+   * const server = serve({ port: 0, open(ws) { ws.close(4000, "go away"); } });
+   * await server.shutdown();
+   * ```
+   */
+  close(code?: number, reason?: string): void {
+    this.#driver.startClose(code, reason);
+  }
+
+  /** Drops the TCP connection at once, without a closing handshake (the peer sees 1006). */
+  terminate(): void {
+    this.#driver.terminate();
+  }
+}
+
+function toBytes(data: Uint8Array | ArrayBuffer | ArrayBufferView, what: string): Uint8Array {
+  if (data instanceof Uint8Array) return data;
+  if (data instanceof ArrayBuffer) return new Uint8Array(data);
+  if (ArrayBuffer.isView(data)) {
+    return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  }
+  throw new TypeError(
+    `Cannot ${what}: expected a string, Uint8Array, ArrayBuffer or ArrayBufferView`,
+  );
+}
+
+function controlPayload(data: string | Uint8Array | undefined): Uint8Array {
+  if (data === undefined) return EMPTY;
+  return typeof data === "string" ? encoder.encode(data) : data;
+}
