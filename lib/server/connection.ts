@@ -9,6 +9,7 @@ import { WebSocketError } from "../protocol/errors.ts";
 import {
   acceptResponse,
   type HandshakeRefusal,
+  httpResponse,
   isRefusal,
   refusalResponse,
   RequestHeadParser,
@@ -332,31 +333,26 @@ export class Connection<T> implements TransportHandler, WebSocketDriver {
         if (this.#gone) return;
         const headers: Array<[string, string]> = [];
         response.headers.forEach((value, name) => {
-          if (name !== "content-length" && name !== "connection") headers.push([name, value]);
+          // We frame the body ourselves and close after it.
+          if (name !== "content-length" && name !== "connection" && name !== "transfer-encoding") {
+            headers.push([name, value]);
+          }
         });
-        const head = refusalResponse({
-          status: response.status,
-          message: "",
-          headers,
-        });
-        this.#writeRefusal(head, new Uint8Array(body));
+        let bytes: Uint8Array;
+        try {
+          bytes = httpResponse(response.status, headers, new Uint8Array(body));
+        } catch (error) {
+          this.#hookFailed(error);
+          return;
+        }
+        this.transport.write(bytes, false);
+        this.transport.end();
+        this.#startTimer();
       },
-      (error) => this.#hookFailed(error),
+      (error) => {
+        if (!this.#gone) this.#hookFailed(error);
+      },
     );
-  }
-
-  #writeRefusal(emptyResponse: Uint8Array, body: Uint8Array): void {
-    // refusalResponse() wrote "Content-Length: 0" and no body: patch in the real length.
-    const text = new TextDecoder("latin1").decode(emptyResponse).replace(
-      "\r\nContent-Length: 0\r\n",
-      `\r\nContent-Length: ${body.length}\r\n`,
-    );
-    const head = new Uint8Array(text.length);
-    for (let i = 0; i < text.length; i++) head[i] = text.charCodeAt(i);
-    this.transport.write(head, false);
-    if (body.length !== 0) this.transport.write(body, false);
-    this.transport.end();
-    this.#startTimer();
   }
 
   #hookFailed(error: unknown): void {
