@@ -24,8 +24,9 @@ export const MAX_CLOSE_REASON_BYTES = 123;
  * ```
  */
 export function isValidCloseCode(code: number): boolean {
-  return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
-    (code >= 3000 && code <= 4999);
+  return Number.isInteger(code) &&
+    ((code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
+      (code >= 3000 && code <= 4999));
 }
 
 /** A close code and reason, as read from a Close frame. */
@@ -98,7 +99,7 @@ export function encodeClosePayload(code?: number, reason = ""): Uint8Array {
     if (reason !== "") throw new TypeError("Cannot close: a reason needs a close code");
     return new Uint8Array(0);
   }
-  if (!Number.isInteger(code) || !isValidCloseCode(code)) {
+  if (!isValidCloseCode(code)) {
     throw new RangeError(
       `Cannot close: close code ${code} may not be sent (use 1000-1003, 1007-1014 or 3000-4999)`,
     );

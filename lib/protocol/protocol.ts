@@ -6,7 +6,12 @@
  *
  * @module
  */
-import { encodeClosePayload, MAX_CLOSE_REASON_BYTES, parseClosePayload } from "./close.ts";
+import {
+  encodeClosePayload,
+  isValidCloseCode,
+  MAX_CLOSE_REASON_BYTES,
+  parseClosePayload,
+} from "./close.ts";
 import { WebSocketError } from "./errors.ts";
 import { FrameParser, type FrameSink } from "./frame_parser.ts";
 import { Opcode } from "./opcode.ts";
@@ -203,7 +208,8 @@ export class Protocol implements FrameSink {
 
   /**
    * Fails the connection (RFC 6455 §7.1.7): sends a Close frame with the error's code unless one
-   * was sent already, stops decoding, and reports it through `onClosed`.
+   * was sent already or the code may not be sent (1006), stops decoding, and reports it through
+   * `onClosed`.
    *
    * @param error Why.
    */
@@ -212,7 +218,8 @@ export class Protocol implements FrameSink {
     this.#parser.stop();
     this.#readyState = CLOSED;
     this.#resetMessage();
-    if (!this.#closeSent) {
+    // 1006 (a lost connection, a close timeout) is never sent (RFC 6455 §7.4.1): no frame then.
+    if (!this.#closeSent && isValidCloseCode(error.closeCode)) {
       this.#closeSent = true;
       // 1011 carries no details (they are the server's); the others describe the peer's input.
       const reason = error.closeCode === 1011 ? "" : truncateReason(error.message);

@@ -1,0 +1,145 @@
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import { unmask, WORD_MASK_THRESHOLD } from "./mask.ts";
+import { hex, pattern, referenceMask, sameBytes, toHex } from "./_test_util.ts";
+
+const KEYS = [hex("37 fa 21 3d"), hex("00 00 00 00"), hex("ff ff ff ff"), hex("01 02 04 80")];
+
+/** The index of the first byte where `a` and `b` differ, or -1. */
+function firstDifference(a: Uint8Array, b: Uint8Array): number {
+  for (let i = 0; i < Math.max(a.length, b.length); i++) if (a[i] !== b[i]) return i;
+  return -1;
+}
+
+/**
+ * Unmasks `length` bytes placed `byteOffset` bytes into a larger buffer, with 8 guard bytes on
+ * each side, and checks the view against the reference loop and the guards against change.
+ */
+function check(length: number, byteOffset: number, key: Uint8Array, offset: number): void {
+  const data = pattern(length, length * 31 + byteOffset);
+  const backing = pattern(byteOffset + length + 8, 99);
+  const before = backing.slice();
+  const view = backing.subarray(byteOffset, byteOffset + length);
+  view.set(data);
+  const expected = referenceMask(data, key, offset);
+  unmask(view, key, offset);
+  const at = firstDifference(view, expected);
+  if (at !== -1) {
+    assert.fail(
+      `length ${length}, byteOffset ${byteOffset}, offset ${offset}, key ${toHex(key)}: ` +
+        `byte ${at} is ${view[at]}, expected ${expected[at]}`,
+    );
+  }
+  assert.ok(
+    sameBytes(backing.subarray(0, byteOffset), before.subarray(0, byteOffset)),
+    `bytes before the view changed (length ${length}, byteOffset ${byteOffset})`,
+  );
+  assert.ok(
+    sameBytes(backing.subarray(byteOffset + length), before.subarray(byteOffset + length)),
+    `bytes after the view changed (length ${length}, byteOffset ${byteOffset})`,
+  );
+}
+
+describe("unmask", () => {
+  it("unmasks the RFC 6455 §5.7 'Hello' example", () => {
+    const data = hex("7f 9f 4d 51 58");
+    unmask(data, hex("37 fa 21 3d"));
+    assert.equal(new TextDecoder().decode(data), "Hello");
+  });
+
+  it("matches the reference loop for lengths 0..300 at every key offset", () => {
+    for (const key of KEYS) {
+      for (let length = 0; length <= 300; length++) {
+        for (let offset = 0; offset < 4; offset++) check(length, 0, key, offset);
+      }
+    }
+  });
+
+  it("matches the reference loop on views at byteOffset 0..7, around the word threshold", () => {
+    const lengths = [
+      0,
+      1,
+      2,
+      3,
+      4,
+      5,
+      7,
+      8,
+      WORD_MASK_THRESHOLD - 1,
+      WORD_MASK_THRESHOLD,
+      WORD_MASK_THRESHOLD + 1,
+      WORD_MASK_THRESHOLD + 2,
+      WORD_MASK_THRESHOLD + 3,
+      WORD_MASK_THRESHOLD + 4,
+      127,
+      128,
+      129,
+      255,
+      256,
+      257,
+      1000,
+      1001,
+      1002,
+      1003,
+    ];
+    for (const key of KEYS) {
+      for (const length of lengths) {
+        for (let byteOffset = 0; byteOffset < 8; byteOffset++) {
+          for (let offset = 0; offset < 4; offset++) check(length, byteOffset, key, offset);
+        }
+      }
+    }
+  });
+
+  it("matches the reference loop for large payloads", () => {
+    for (const length of [65535, 65536, 100_000, 100_003]) {
+      for (let byteOffset = 0; byteOffset < 8; byteOffset++) {
+        for (let offset = 0; offset < 4; offset++) check(length, byteOffset, KEYS[0], offset);
+      }
+    }
+  });
+
+  it("treats the offset modulo 4 (a payload unmasked piece by piece)", () => {
+    for (const offset of [4, 5, 6, 7, 65537, 2 ** 31 + 3]) {
+      const data = pattern(100, offset);
+      const copy = data.slice();
+      unmask(data, KEYS[0], offset);
+      unmask(copy, KEYS[0], offset % 4);
+      assert.equal(toHex(data), toHex(copy), `offset ${offset}`);
+    }
+  });
+
+  it("unmasks a payload split at any point the same as whole", () => {
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ maxLength: 600 }),
+        fc.uint8Array({ minLength: 4, maxLength: 4 }),
+        fc.array(fc.nat(), { maxLength: 5 }),
+        fc.integer({ min: 0, max: 7 }),
+        (data, key, rawCuts, byteOffset) => {
+          const cuts = rawCuts.map((n) => n % (data.length + 1)).sort((a, b) => a - b);
+          const backing = new Uint8Array(data.length + byteOffset);
+          const view = backing.subarray(byteOffset);
+          view.set(data);
+          let start = 0;
+          for (const cut of [...cuts, data.length]) {
+            unmask(view.subarray(start, cut), key, start);
+            start = cut;
+          }
+          assert.ok(sameBytes(view, referenceMask(data, key)));
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
+
+  it("is its own inverse", () => {
+    const data = pattern(1000, 5);
+    const work = data.slice();
+    unmask(work, KEYS[3], 2);
+    assert.notEqual(toHex(work), toHex(data));
+    unmask(work, KEYS[3], 2);
+    assert.equal(toHex(work), toHex(data));
+  });
+});
