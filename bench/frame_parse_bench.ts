@@ -12,6 +12,7 @@
  *
  * @module
  */
+import { medians, runtime, time } from "./_report.ts";
 import { bench, do_not_optimize, run, summary } from "mitata";
 import type { WebSocketError } from "../lib/protocol/errors.ts";
 import { FrameParser, type FrameSink } from "../lib/protocol/frame_parser.ts";
@@ -182,27 +183,12 @@ for (const [kind, list] of [["binary", binary], ["text", texts]] as const) {
   });
 }
 
-const { benchmarks } = await run();
-
 // Medians, and for the parse lines the median minus the median of their copy.
-const medians = new Map<string, number>();
-for (const trial of benchmarks) {
-  for (const r of trial.runs) {
-    if (r.stats === undefined) throw new Error(`${r.name} failed: ${String(r.error)}`);
-    medians.set(r.name, r.stats.p50);
-  }
-}
-const time = (ns: number) =>
-  ns < 1e3
-    ? `${ns.toFixed(1)} ns`
-    : ns < 1e6
-    ? `${(ns / 1e3).toFixed(2)} µs`
-    : `${(ns / 1e6).toFixed(2)} ms`;
-const runtime = "Bun" in globalThis ? "bun" : "deno";
+const byName = medians(await run());
 console.log(`\n${runtime}: medians (and minus the copy's median)`);
-for (const [name, p50] of medians) {
+for (const [name, p50] of byName) {
   const item = binary.find((each) => name.endsWith(`: ${each.name}`))!;
-  const copy = medians.get(`copy only: ${item.copy}`)!;
+  const copy = byName.get(`copy only: ${item.copy}`)!;
   const net = name.startsWith("copy only") ? "" : `  (${time(p50 - copy)} without the copy)`;
   console.log(`${name.padEnd(46)} ${time(p50).padStart(10)}${net}`);
 }

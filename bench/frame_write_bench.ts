@@ -12,6 +12,7 @@
  *
  * @module
  */
+import { printMedians } from "./_report.ts";
 import { bench, do_not_optimize, run, summary } from "mitata";
 import { MAX_HEADER_SIZE, writeHeader } from "../lib/protocol/frame_writer.ts";
 import { Opcode } from "../lib/protocol/opcode.ts";
@@ -154,18 +155,4 @@ summary(() => {
   }
 });
 
-const { benchmarks } = await run();
-
-const time = (ns: number) =>
-  ns < 1e3
-    ? `${ns.toFixed(1)} ns`
-    : ns < 1e6
-    ? `${(ns / 1e3).toFixed(2)} µs`
-    : `${(ns / 1e6).toFixed(2)} ms`;
-console.log(`\n${"Bun" in globalThis ? "bun" : "deno"}: medians`);
-for (const trial of benchmarks) {
-  for (const r of trial.runs) {
-    if (r.stats === undefined) throw new Error(`${r.name} failed: ${String(r.error)}`);
-    console.log(`${r.name.padEnd(72)} ${time(r.stats.p50).padStart(10)}`);
-  }
-}
+printMedians(await run(), 72);

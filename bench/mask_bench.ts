@@ -14,6 +14,7 @@
  *
  * @module
  */
+import { medians, runtime } from "./_report.ts";
 import { bench, do_not_optimize, measure, run, summary } from "mitata";
 import { unmask, WORD_MASK_THRESHOLD } from "../lib/protocol/mask.ts";
 import { headerSize } from "../lib/protocol/frame_writer.ts";
@@ -87,28 +88,20 @@ for (const length of LENGTHS) {
   });
 }
 
-const { benchmarks } = await run();
-
 // Medians in ns, by loop and length.
-const medians = new Map<string, number>();
-for (const trial of benchmarks) {
-  for (const r of trial.runs) {
-    if (r.stats === undefined) throw new Error(`${r.name} failed: ${String(r.error)}`);
-    medians.set(r.name, r.stats.p50);
-  }
-}
+const byName = medians(await run());
 for (const length of SWEEP) {
   const data = payload(length);
   for (const [name, loop] of [["byte loop", byteLoop], ["word loop", wordLoop]] as const) {
     const stats = await measure(() => do_not_optimize(loop(data, MASK)), {
       min_cpu_time: SWEEP_CPU_TIME,
     });
-    medians.set(`${name} ${label(length)}`, stats.p50);
+    byName.set(`${name} ${label(length)}`, stats.p50);
   }
 }
 
 const all = [...LENGTHS, ...SWEEP].sort((a, b) => a - b);
-const ns = (name: string) => medians.get(name);
+const ns = (name: string) => byName.get(name);
 const fmt = (value: number | undefined) => value === undefined ? "-" : value.toFixed(1);
 console.log(
   `\nmedians in ns (WORD_MASK_THRESHOLD = ${WORD_MASK_THRESHOLD}; sweep rows lack unmask)`,
@@ -131,7 +124,6 @@ for (let i = all.length - 1; i >= 0; i--) {
   if (ns(`word loop ${name}`)! > ns(`byte loop ${name}`)!) break;
   crossover = all[i];
 }
-const runtime = "Bun" in globalThis ? "bun" : "deno";
 console.log(
   crossover === undefined
     ? `${runtime}: the word loop never wins at the lengths measured`

@@ -11,6 +11,7 @@
  *
  * @module
  */
+import { printMedians } from "./_report.ts";
 import { bench, do_not_optimize, run, summary } from "mitata";
 import { decodeUtf8, Utf8StreamDecoder } from "../lib/protocol/utf8.ts";
 
@@ -109,18 +110,4 @@ for (const hex of ["c0", "ed a0 80", "f4 90 80 80", "e2 82", "ef bf bd", "ef bb 
   if (decodeChecked(bytes) !== decodeUtf8(bytes)) throw new Error(`decodeChecked ${hex}`);
 }
 
-const { benchmarks } = await run();
-
-const time = (ns: number) =>
-  ns < 1e3
-    ? `${ns.toFixed(1)} ns`
-    : ns < 1e6
-    ? `${(ns / 1e3).toFixed(2)} µs`
-    : `${(ns / 1e6).toFixed(2)} ms`;
-console.log(`\n${"Bun" in globalThis ? "bun" : "deno"}: medians`);
-for (const trial of benchmarks) {
-  for (const r of trial.runs) {
-    if (r.stats === undefined) throw new Error(`${r.name} failed: ${String(r.error)}`);
-    console.log(`${r.name.padEnd(60)} ${time(r.stats.p50).padStart(10)}`);
-  }
-}
+printMedians(await run(), 60);

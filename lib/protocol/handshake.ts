@@ -106,6 +106,22 @@ const REFUSED = 3;
 const INCOMPLETE = -1;
 /** Returned by the line parsers: the head was refused. */
 const REFUSE = -2;
+/** Returned by {@linkcode afterLineEnd}: a CR not followed by LF. */
+const BARE_CR = -3;
+/** Returned by {@linkcode afterLineEnd}: the byte ends no line. */
+const NO_LINE_END = -4;
+
+/**
+ * Where the line whose end is at `bytes[i]` continues: after CRLF, or after a bare LF (RFC 9112
+ * §2.2 allows recognising one). INCOMPLETE when the CR is the last byte given, BARE_CR for a CR
+ * not followed by LF, NO_LINE_END when `bytes[i]` is neither.
+ */
+function afterLineEnd(bytes: Uint8Array, i: number, stop: number): number {
+  if (bytes[i] === LF) return i + 1;
+  if (bytes[i] !== CR) return NO_LINE_END;
+  if (i + 1 >= stop) return INCOMPLETE;
+  return bytes[i + 1] === LF ? i + 2 : BARE_CR;
+}
 
 // Where the fields of the lines completed in one push() lie, so that all of them are decoded
 // with a single TextDecoder call and cut out with substring() (about 10× faster than decoding
@@ -430,14 +446,10 @@ export class RequestHeadParser {
     while (i < stop && bytes[i] > SP && bytes[i] !== DEL) i++;
     if (i >= stop) return INCOMPLETE;
     const lineEnd = i;
-    let next: number;
-    if (bytes[i] === LF) {
-      next = i + 1;
-    } else if (bytes[i] === CR) {
-      if (i + 1 >= stop) return INCOMPLETE;
-      if (bytes[i + 1] !== LF) return this.#refuse(400, "Bad request: a CR not followed by LF");
-      next = i + 2;
-    } else {
+    const next = afterLineEnd(bytes, i, stop);
+    if (next === INCOMPLETE) return INCOMPLETE;
+    if (next === BARE_CR) return this.#refuse(400, "Bad request: a CR not followed by LF");
+    if (next === NO_LINE_END) {
       return this.#refuse(400, "Bad request: malformed request line (bad HTTP version)");
     }
     if (lineEnd - start > this.#maxLineLength) return this.#refuseLineLength();
@@ -504,14 +516,10 @@ export class RequestHeadParser {
     while (valueEnd > valueStart && (bytes[valueEnd - 1] === SP || bytes[valueEnd - 1] === HTAB)) {
       valueEnd--;
     }
-    let next: number;
-    if (bytes[i] === LF) {
-      next = i + 1;
-    } else if (bytes[i] === CR) {
-      if (i + 1 >= stop) return INCOMPLETE;
-      if (bytes[i + 1] !== LF) return this.#refuse(400, "Bad request: a CR not followed by LF");
-      next = i + 2;
-    } else {
+    const next = afterLineEnd(bytes, i, stop);
+    if (next === INCOMPLETE) return INCOMPLETE;
+    if (next === BARE_CR) return this.#refuse(400, "Bad request: a CR not followed by LF");
+    if (next === NO_LINE_END) {
       // RFC 9110 §5.5: CTLs other than HTAB are not allowed in a field value.
       return this.#refuse(400, "Bad request: a control character in a header field value");
     }

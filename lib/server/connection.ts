@@ -135,26 +135,12 @@ export class Connection<T> implements TransportHandler, WebSocketDriver {
 
   /** @internal */
   onPing(payload: Uint8Array): void {
-    const handler = this.#options.ping;
-    if (handler === undefined) return;
-    try {
-      const result = handler(this.#ws!, payload);
-      if (result !== undefined) this.#watch(result);
-    } catch (error) {
-      this.#handlerFailed(error);
-    }
+    this.#notify(this.#options.ping, payload);
   }
 
   /** @internal */
   onPong(payload: Uint8Array): void {
-    const handler = this.#options.pong;
-    if (handler === undefined) return;
-    try {
-      const result = handler(this.#ws!, payload);
-      if (result !== undefined) this.#watch(result);
-    } catch (error) {
-      this.#handlerFailed(error);
-    }
+    this.#notify(this.#options.pong, payload);
   }
 
   /** @internal */
@@ -361,6 +347,20 @@ export class Connection<T> implements TransportHandler, WebSocketDriver {
   }
 
   // Handlers and errors.
+
+  /** Runs a ping or pong handler; a throw or rejection closes the connection with 1011. */
+  #notify(
+    handler: ((ws: ServerWebSocket<T>, payload: Uint8Array) => void | Promise<void>) | undefined,
+    payload: Uint8Array,
+  ): void {
+    if (handler === undefined) return;
+    try {
+      const result = handler(this.#ws!, payload);
+      if (result !== undefined) this.#watch(result);
+    } catch (error) {
+      this.#handlerFailed(error);
+    }
+  }
 
   #watch(result: unknown): void {
     if (typeof (result as PromiseLike<unknown>).then === "function") {
