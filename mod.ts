@@ -24,7 +24,12 @@ import { Server } from "./lib/server/server.ts";
 export { CloseCode, type ErrorCode, ErrorCodes, WebSocketError } from "./lib/protocol/errors.ts";
 export { isValidCloseCode } from "./lib/protocol/close.ts";
 export { Opcode } from "./lib/protocol/opcode.ts";
-export type { ServeOptions, UpgradeAccept, UpgradeResult } from "./lib/server/options.ts";
+export type {
+  PerMessageDeflateOptions,
+  ServeOptions,
+  UpgradeAccept,
+  UpgradeResult,
+} from "./lib/server/options.ts";
 export { Server, type ShutdownOptions } from "./lib/server/server.ts";
 export { ServerWebSocket } from "./lib/server/websocket.ts";
 export { UpgradeRequest } from "./lib/server/upgrade_request.ts";

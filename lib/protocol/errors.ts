@@ -81,6 +81,10 @@ export const ErrorCodes = {
   WS_ERR_INVALID_CLOSE_CODE: 1002,
   /** A text message or close reason that is not valid UTF-8 (RFC 6455 §8.1). */
   WS_ERR_INVALID_UTF8: 1007,
+  /** A compressed message that does not inflate (RFC 7692 §7.2.2). */
+  WS_ERR_INFLATE: 1007,
+  /** Our own compression failed: the connection is closed with 1011. */
+  WS_ERR_DEFLATE: 1011,
   /** A message larger than the configured limit. */
   WS_ERR_MESSAGE_TOO_BIG: 1009,
   /** An application handler threw: the connection is closed with 1011. */

@@ -13,6 +13,8 @@ import {
   parseClosePayload,
 } from "./close.ts";
 import { WebSocketError } from "./errors.ts";
+import { concatBytes } from "./extensions/deflate_engine.ts";
+import type { PerMessageDeflate } from "./extensions/permessage_deflate.ts";
 import { FrameParser, type FrameSink } from "./frame_parser.ts";
 import { Opcode } from "./opcode.ts";
 import { decodeUtf8, Utf8StreamDecoder } from "./utf8.ts";
@@ -60,6 +62,8 @@ export interface ProtocolOptions {
   /** The largest message accepted, in bytes; a larger one fails with 1009.
    * @default {16777216} (16 MiB, as Bun's server) */
   maxPayloadLength?: number;
+  /** permessage-deflate, when it was negotiated. @default {undefined} */
+  deflate?: PerMessageDeflate;
 }
 
 /** The default {@linkcode ProtocolOptions.maxPayloadLength}: 16 MiB. */
@@ -108,6 +112,15 @@ export class Protocol implements FrameSink {
   #frameSplit = false;
   #control: Uint8Array | undefined;
   #controlLength = 0;
+  // permessage-deflate: whether the open message is compressed, the opcode of the message
+  // being inflated, and our frames waiting behind a compression in flight, in send order.
+  #deflate: PerMessageDeflate | undefined;
+  #compressed = false;
+  #inflating = 0;
+  #slots: Slot[] = [];
+  #closedAfterSlots: { code: number; reason: string } | undefined;
+  #onInflated = (result: Uint8Array | WebSocketError): void => this.#inflated(result);
+  #onDeflated = (result: Uint8Array | WebSocketError): void => this.#deflated(result);
 
   /**
    * Makes the state of a connection whose opening handshake just completed.
@@ -118,7 +131,11 @@ export class Protocol implements FrameSink {
   constructor(host: ProtocolHost, options: ProtocolOptions = {}) {
     this.#host = host;
     this.#maxPayloadLength = options.maxPayloadLength ?? DEFAULT_MAX_PAYLOAD_LENGTH;
-    this.#parser = new FrameParser(this, { requireMask: true });
+    this.#deflate = options.deflate;
+    this.#parser = new FrameParser(this, {
+      requireMask: true,
+      allowRsv1: options.deflate !== undefined,
+    });
   }
 
   /** `OPEN`, `CLOSING` or `CLOSED`. */
@@ -148,27 +165,44 @@ export class Protocol implements FrameSink {
   }
 
   /**
-   * Sends a message.
+   * Sends a message. With permessage-deflate, it is compressed when `compress` says so or, if
+   * `compress` is undefined, when it is at least the extension's threshold.
    *
    * @param data A string is sent as text; a Uint8Array as binary.
    * @param owned For a Uint8Array: whether the host may keep it by reference.
-   * @returns The payload's size in bytes.
+   * @param compress Compress this message (when permessage-deflate was negotiated).
+   * @returns The payload's size in bytes, before compression.
    * @throws {TypeError} When the connection is closing or closed.
    */
-  send(data: string | Uint8Array, owned = false): number {
+  send(data: string | Uint8Array, owned = false, compress?: boolean): number {
     this.#assertOpen("send");
+    let opcode: number = Opcode.Binary;
+    let bytes: Uint8Array;
     if (typeof data === "string") {
+      opcode = Opcode.Text;
       if (data.length <= SCRATCH_TEXT_UNITS) {
-        const { written } = encoder.encodeInto(data, scratch);
-        this.#host.writeFrame(Opcode.Text, true, false, scratch.subarray(0, written), false);
-        return written;
+        bytes = scratch.subarray(0, encoder.encodeInto(data, scratch).written);
+        owned = false;
+      } else {
+        bytes = encoder.encode(data);
+        owned = true;
       }
-      const bytes = encoder.encode(data);
-      this.#host.writeFrame(Opcode.Text, true, false, bytes, true);
+    } else {
+      bytes = data;
+    }
+    const deflate = this.#deflate;
+    if (
+      deflate !== undefined && compress !== false &&
+      (compress === true || bytes.length >= deflate.threshold)
+    ) {
+      // The slot keeps this message's place in the send order while it is compressed (at
+      // once with a synchronous engine: then the slot is written and gone before this returns).
+      this.#slots.push({ opcode, payload: undefined, rsv1: true });
+      deflate.compressor.compress(bytes, this.#onDeflated);
       return bytes.length;
     }
-    this.#host.writeFrame(Opcode.Binary, true, false, data, owned);
-    return data.length;
+    this.#emit(opcode, bytes, false, owned);
+    return bytes.length;
   }
 
   /**
@@ -203,7 +237,8 @@ export class Protocol implements FrameSink {
     if (this.#closeSent || this.#readyState === CLOSED) return;
     this.#closeSent = true;
     this.#readyState = CLOSING;
-    this.#host.writeFrame(Opcode.Close, true, false, payload, true);
+    // Behind the messages already accepted: none of them is lost (RFC 6455 §5.5.1).
+    this.#emit(Opcode.Close, payload, false, true);
   }
 
   /**
@@ -218,6 +253,8 @@ export class Protocol implements FrameSink {
     this.#parser.stop();
     this.#readyState = CLOSED;
     this.#resetMessage();
+    this.#slots.length = 0;
+    this.#closedAfterSlots = undefined;
     // 1006 (a lost connection, a close timeout) is never sent (RFC 6455 §7.4.1): no frame then.
     if (!this.#closeSent && isValidCloseCode(error.closeCode)) {
       this.#closeSent = true;
@@ -239,21 +276,30 @@ export class Protocol implements FrameSink {
    * terminated). Nothing more is sent or decoded.
    */
   lost(): void {
-    if (this.#readyState === CLOSED) return;
-    this.#parser.stop();
-    this.#readyState = CLOSED;
-    this.#resetMessage();
+    if (this.#readyState !== CLOSED) {
+      this.#parser.stop();
+      this.#readyState = CLOSED;
+      this.#resetMessage();
+    }
+    this.#slots.length = 0;
+    this.#closedAfterSlots = undefined;
+  }
+
+  /** Frees what the connection held (compression state). Call once the socket is gone. */
+  dispose(): void {
+    this.lost();
+    this.#deflate?.close();
   }
 
   // FrameSink: called by the parser.
 
   /** @internal */
-  onFrame(opcode: number, fin: boolean, _rsv1: boolean, payload: Uint8Array): void {
+  onFrame(opcode: number, fin: boolean, rsv1: boolean, payload: Uint8Array): void {
     if (opcode >= Opcode.Close) {
       this.#onControl(opcode, payload);
       return;
     }
-    if (!this.#startDataFrame(opcode, fin, payload.length)) return;
+    if (!this.#startDataFrame(opcode, fin, rsv1, payload.length)) return;
     if (this.#messageOpcode === 0) {
       // A message in one frame in one chunk skips the assembler.
       if (opcode === Opcode.Binary) {
@@ -272,7 +318,7 @@ export class Protocol implements FrameSink {
   }
 
   /** @internal */
-  onFrameStart(opcode: number, fin: boolean, _rsv1: boolean, length: number): void {
+  onFrameStart(opcode: number, fin: boolean, rsv1: boolean, length: number): void {
     this.#frameOpcode = opcode;
     if (opcode >= Opcode.Close) {
       // At most 125 bytes (checked by the parser), split across chunks: gather them.
@@ -281,7 +327,7 @@ export class Protocol implements FrameSink {
       return;
     }
     this.#frameSplit = true;
-    const ok = this.#startDataFrame(opcode, fin, length);
+    const ok = this.#startDataFrame(opcode, fin, rsv1, length);
     this.#frameSplit = false;
     if (ok) this.#frameFin = fin;
   }
@@ -307,7 +353,7 @@ export class Protocol implements FrameSink {
   }
 
   /** Applies the message-level rules to a data frame's header; opens a message if it starts one. */
-  #startDataFrame(opcode: number, fin: boolean, length: number): boolean {
+  #startDataFrame(opcode: number, fin: boolean, rsv1: boolean, length: number): boolean {
     if (opcode === Opcode.Continuation) {
       if (this.#messageOpcode === 0) {
         this.fail(
@@ -328,7 +374,13 @@ export class Protocol implements FrameSink {
       return false;
     }
     const total = this.#messageLength + length;
-    if (total > this.#maxPayloadLength) {
+    // A compressed message is held to the limit when it inflates; its compressed size gets a
+    // little room, since incompressible data grows by a few bytes per block.
+    const compressed = opcode === Opcode.Continuation ? this.#compressed : rsv1;
+    const limit = compressed
+      ? this.#maxPayloadLength + (this.#maxPayloadLength >>> 10) + 64
+      : this.#maxPayloadLength;
+    if (total > limit) {
       this.fail(
         new WebSocketError(
           "WS_ERR_MESSAGE_TOO_BIG",
@@ -339,17 +391,23 @@ export class Protocol implements FrameSink {
     }
     if (opcode === Opcode.Continuation) {
       this.#messageLength = total;
-    } else if (!fin || this.#frameSplit) {
-      // A message in more than one frame, or in one frame split across chunks, goes through
-      // the assembler; a whole one-frame message does not open one.
+    } else if (!fin || this.#frameSplit || rsv1) {
+      // A message in more than one frame, in one frame split across chunks, or compressed goes
+      // through the assembler; a whole, uncompressed one-frame message does not open one.
       this.#messageOpcode = opcode;
       this.#messageLength = total;
+      this.#compressed = rsv1;
     }
     return true;
   }
 
   /** Adds payload to the open message; delivers it when `end`. */
   #appendData(piece: Uint8Array, end: boolean): void {
+    if (this.#compressed) {
+      if (piece.length !== 0) this.#pieces.push(piece);
+      if (end) this.#inflate();
+      return;
+    }
     if (this.#messageOpcode === Opcode.Text) {
       // Decoded as it arrives, so invalid UTF-8 fails the connection on the piece that
       // carries it (RFC 6455 §8.1), not at the end of a long message.
@@ -370,17 +428,79 @@ export class Protocol implements FrameSink {
     }
     if (piece.length !== 0) this.#pieces.push(piece);
     if (!end) return;
-    const message = concat(this.#pieces, this.#messageLength);
+    const message = concatBytes(this.#pieces, this.#messageLength);
     this.#resetMessage();
     this.#host.onMessage(message, true);
   }
 
   #resetMessage(): void {
-    if (this.#messageOpcode === Opcode.Text) this.#utf8?.reset();
+    if (this.#messageOpcode === Opcode.Text && !this.#compressed) this.#utf8?.reset();
+    this.#compressed = false;
     this.#messageOpcode = 0;
     this.#messageLength = 0;
     this.#pieces.length = 0;
     this.#text = "";
+  }
+
+  /** Inflates the compressed message just completed; decoding waits until it is done. */
+  #inflate(): void {
+    const data = concatBytes(this.#pieces, this.#messageLength);
+    this.#inflating = this.#messageOpcode;
+    this.#resetMessage();
+    this.#parser.pause();
+    this.#deflate!.decompressor.decompress(data, this.#maxPayloadLength, this.#onInflated);
+  }
+
+  #inflated(result: Uint8Array | WebSocketError): void {
+    const opcode = this.#inflating;
+    this.#inflating = 0;
+    if (this.#readyState === CLOSED) return;
+    if (result instanceof WebSocketError) {
+      this.fail(result);
+      return;
+    }
+    if (opcode === Opcode.Text) {
+      const text = decodeUtf8(result);
+      if (text === undefined) {
+        this.fail(new WebSocketError("WS_ERR_INVALID_UTF8", "Invalid UTF-8 in a text message"));
+        return;
+      }
+      this.#host.onMessage(text, false);
+    } else {
+      this.#host.onMessage(result, true);
+    }
+    if (this.#readyState !== CLOSED) this.#parser.resume();
+  }
+
+  /** Writes a frame now, or queues it behind messages still being compressed. */
+  #emit(opcode: number, payload: Uint8Array, rsv1: boolean, owned: boolean): void {
+    if (this.#slots.length === 0) {
+      this.#host.writeFrame(opcode, true, rsv1, payload, owned);
+      return;
+    }
+    this.#slots.push({ opcode, payload: owned ? payload : payload.slice(), rsv1 });
+  }
+
+  #deflated(result: Uint8Array | WebSocketError): void {
+    // Engines answer in order: this is the first slot still waiting (none if the connection
+    // failed meanwhile and dropped its slots).
+    const slot = this.#slots.find((each) => each.payload === undefined);
+    if (slot === undefined) return;
+    if (result instanceof WebSocketError) {
+      this.fail(result);
+      return;
+    }
+    slot.payload = result;
+    const slots = this.#slots;
+    while (slots.length !== 0 && slots[0].payload !== undefined) {
+      const { opcode, payload, rsv1 } = slots.shift()!;
+      this.#host.writeFrame(opcode, true, rsv1, payload!, true);
+    }
+    const closed = this.#closedAfterSlots;
+    if (slots.length === 0 && closed !== undefined) {
+      this.#closedAfterSlots = undefined;
+      this.#host.onClosed(closed.code, closed.reason);
+    }
   }
 
   #onControl(opcode: number, payload: Uint8Array): void {
@@ -404,15 +524,14 @@ export class Protocol implements FrameSink {
     this.#resetMessage();
     this.#readyState = CLOSED;
     if (!this.#closeSent) {
-      // RFC 6455 §5.5.1: echo the status code received.
+      // RFC 6455 §5.5.1: echo the status code received (after the messages already accepted).
       this.#closeSent = true;
-      this.#host.writeFrame(
-        Opcode.Close,
-        true,
-        false,
-        close.code === 1005 ? EMPTY : payload.subarray(0, 2),
-        false,
-      );
+      this.#emit(Opcode.Close, close.code === 1005 ? EMPTY : payload.subarray(0, 2), false, false);
+    }
+    if (this.#slots.length !== 0) {
+      // Messages are still being compressed: the TCP connection closes after they are out.
+      this.#closedAfterSlots = close;
+      return;
     }
     this.#host.onClosed(close.code, close.reason);
   }
@@ -426,15 +545,11 @@ export class Protocol implements FrameSink {
   }
 }
 
-function concat(pieces: Uint8Array[], length: number): Uint8Array {
-  if (pieces.length === 1) return pieces[0];
-  const message = new Uint8Array(length);
-  let offset = 0;
-  for (const piece of pieces) {
-    message.set(piece, offset);
-    offset += piece.length;
-  }
-  return message;
+/** A frame waiting for its turn: `payload` is undefined while it is being compressed. */
+interface Slot {
+  opcode: number;
+  payload: Uint8Array | undefined;
+  rsv1: boolean;
 }
 
 function truncateReason(message: string): string {

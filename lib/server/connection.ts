@@ -7,6 +7,12 @@
  */
 import { WebSocketError } from "../protocol/errors.ts";
 import {
+  type DeflateAgreement,
+  negotiateDeflate,
+} from "../protocol/extensions/deflate_negotiation.ts";
+import { parseExtensions } from "../protocol/extensions/extension_header.ts";
+import { PerMessageDeflate } from "../protocol/extensions/permessage_deflate.ts";
+import {
   acceptResponse,
   type HandshakeRefusal,
   httpResponse,
@@ -36,6 +42,8 @@ export class Connection<T> implements TransportHandler, WebSocketDriver {
   /** Bytes that arrived behind the request head while the upgrade hook ran. */
   #pending: Uint8Array[] | undefined;
   #pendingBytes = 0;
+  /** permessage-deflate as negotiated in the handshake, if it was. */
+  #deflate: DeflateAgreement | undefined;
   #protocol: Protocol | undefined;
   #outbox: Outbox;
   #ws: ServerWebSocket<T> | undefined;
@@ -105,17 +113,17 @@ export class Connection<T> implements TransportHandler, WebSocketDriver {
     this.#clearTimer();
     this.#outbox.discard();
     const protocol = this.#protocol;
-    if (protocol !== undefined && protocol.readyState !== CLOSED) {
-      protocol.lost();
-      if (error !== undefined) {
+    if (protocol !== undefined) {
+      if (protocol.readyState !== CLOSED && error !== undefined) {
         this.#reportError(
           new WebSocketError("WS_ERR_CONNECTION_LOST", "The TCP connection broke", {
             cause: error,
           }),
         );
       }
+      protocol.dispose(); // Marks it closed (if the connection was lost) and frees its state.
+      this.#reportClose(1006, "");
     }
-    if (protocol !== undefined) this.#reportClose(1006, "");
     this.#server.untrack(this);
   }
 
@@ -212,6 +220,15 @@ export class Connection<T> implements TransportHandler, WebSocketDriver {
       this.#refuse(info);
       return;
     }
+    const deflate = this.#options.deflate;
+    if (deflate !== undefined && info.extensions !== "") {
+      const offers = parseExtensions(info.extensions);
+      if (typeof offers === "string") {
+        this.#refuse({ status: 400, message: offers, headers: [] });
+        return;
+      }
+      this.#deflate = negotiateDeflate(offers, deflate.negotiation);
+    }
     const rest = parser.rest;
     this.#pending = rest.length === 0 ? [] : [rest];
     const hook = this.#options.upgrade;
@@ -275,16 +292,31 @@ export class Connection<T> implements TransportHandler, WebSocketDriver {
     }
     let response: Uint8Array;
     try {
-      response = acceptResponse(info.key, { protocol, headers: accept?.headers });
+      response = acceptResponse(info.key, {
+        protocol,
+        extensions: this.#deflate?.response,
+        headers: accept?.headers,
+      });
     } catch (error) {
       this.#hookFailed(error);
       return;
     }
     this.transport.write(response, false);
-    this.#protocol = new Protocol(this, { maxPayloadLength: this.#options.maxPayloadLength });
+    const agreement = this.#deflate;
+    const setup = this.#options.deflate;
+    this.#protocol = new Protocol(this, {
+      maxPayloadLength: this.#options.maxPayloadLength,
+      deflate: agreement === undefined || setup === undefined ? undefined : new PerMessageDeflate(
+        setup.engine,
+        agreement.params,
+        setup.threshold,
+        setup.tuning,
+      ),
+    });
     const ws = new ServerWebSocket<T>(this, {
       data: accept?.data as T,
       protocol: protocol ?? "",
+      extensions: agreement?.response ?? "",
       remoteAddress: this.transport.remoteAddress,
       remotePort: this.transport.remotePort,
     });

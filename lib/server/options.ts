@@ -6,6 +6,36 @@
 import type { ServerWebSocket } from "./websocket.ts";
 import type { UpgradeRequest } from "./upgrade_request.ts";
 
+/**
+ * permessage-deflate (RFC 7692). Two memory modes, as users of uWebSockets know them:
+ * - `"shared"`: no context takeover in either direction (the server asks the client for it
+ *   too). No compression state per connection: with the zlib engine each message is one
+ *   synchronous call, and idle compressed connections cost what uncompressed ones do. A
+ *   broadcast can be compressed once for every subscriber.
+ * - `"dedicated"`: context takeover where the client allows it: a persistent zlib stream per
+ *   direction per connection (made on first use), a better ratio for small similar messages,
+ *   and about 300 KiB per active connection with the default window and memory level.
+ */
+export interface PerMessageDeflateOptions {
+  /** The memory mode. @default {"shared"} */
+  mode?: "shared" | "dedicated";
+  /** The engine: node:zlib, or the web-standard CompressionStream (shared mode only).
+   * @default {"zlib"} */
+  engine?: "zlib" | "web";
+  /** Messages smaller than this many bytes are sent uncompressed, unless `send` is told to
+   * compress. @default {1024} */
+  threshold?: number;
+  /** zlib compression level, 0–9. @default {6} */
+  level?: number;
+  /** zlib memory level, 1–9 (lower: less memory per compressor, worse ratio). @default {8} */
+  memLevel?: number;
+  /** The largest window the server compresses with, 8–15. @default {15} */
+  serverMaxWindowBits?: number;
+  /** The largest window the client may compress with (when it offers the parameter), 8–15.
+   * @default {15} */
+  clientMaxWindowBits?: number;
+}
+
 /** How the upgrade hook accepts a connection. Every field is optional. */
 export interface UpgradeAccept<T> {
   /** Per-connection data, available as `ws.data`. */
@@ -65,6 +95,13 @@ export interface ServeOptions<T = undefined> {
    * option, handler errors are printed with `console.error` and protocol errors are silent.
    */
   error?(error: unknown, ws: ServerWebSocket<T> | undefined): void;
+  /**
+   * Accept permessage-deflate when a client offers it: `true` for the defaults, or options.
+   * Off by default, as in ws, Bun and uWebSockets: compression costs CPU per message, and
+   * compressing secrets together with data an attacker chooses leaks them (CRIME, BREACH).
+   * @default {false}
+   */
+  perMessageDeflate?: boolean | PerMessageDeflateOptions;
   /** The largest message accepted, in bytes; larger ones fail with 1009.
    * @default {16777216} */
   maxPayloadLength?: number;

@@ -7,8 +7,10 @@
 import { CloseCode } from "../protocol/errors.ts";
 import { DEFAULT_MAX_PAYLOAD_LENGTH, OPEN } from "../protocol/protocol.ts";
 import { Connection } from "./connection.ts";
-import type { ServeOptions } from "./options.ts";
-import type { ResolvedOptions, ServerCore } from "./server_core.ts";
+import { webEngine } from "../protocol/extensions/web_engine.ts";
+import { zlibEngine } from "../protocol/extensions/zlib_engine.ts";
+import type { PerMessageDeflateOptions, ServeOptions } from "./options.ts";
+import type { DeflateSetup, ResolvedOptions, ServerCore } from "./server_core.ts";
 import type { Listen, Listener, Transport } from "./transport.ts";
 
 /** How {@linkcode Server.shutdown} closes the server. */
@@ -144,6 +146,7 @@ class Core<T> implements ServerCore<T> {
 function resolve<T>(options: ServeOptions<T>): ResolvedOptions<T> {
   return {
     ...options,
+    deflate: resolveDeflate(options.perMessageDeflate),
     protocols: options.protocols ?? [],
     maxPayloadLength: positive(
       options.maxPayloadLength,
@@ -155,6 +158,53 @@ function resolve<T>(options: ServeOptions<T>): ResolvedOptions<T> {
     maxHeaders: positive(options.maxHeaders, 100, "maxHeaders"),
     maxLineLength: positive(options.maxLineLength, 4096, "maxLineLength"),
   };
+}
+
+function resolveDeflate(
+  option: boolean | PerMessageDeflateOptions | undefined,
+): DeflateSetup | undefined {
+  if (option === undefined || option === false) return undefined;
+  const {
+    mode = "shared",
+    engine = "zlib",
+    threshold = 1024,
+    level = 6,
+    memLevel = 8,
+    serverMaxWindowBits = 15,
+    clientMaxWindowBits = 15,
+  } = option === true ? {} : option;
+  if (mode !== "shared" && mode !== "dedicated") {
+    throw new RangeError(`Cannot serve: perMessageDeflate.mode must be "shared" or "dedicated"`);
+  }
+  if (engine !== "zlib" && engine !== "web") {
+    throw new RangeError(`Cannot serve: perMessageDeflate.engine must be "zlib" or "web"`);
+  }
+  if (engine === "web" && mode !== "shared") {
+    throw new RangeError(
+      `Cannot serve: the "web" engine has no context takeover; use mode "shared" or engine "zlib"`,
+    );
+  }
+  integer(level, 0, 9, "perMessageDeflate.level");
+  integer(memLevel, 1, 9, "perMessageDeflate.memLevel");
+  integer(threshold, 0, Number.MAX_SAFE_INTEGER, "perMessageDeflate.threshold");
+  const shared = mode === "shared";
+  return {
+    engine: engine === "zlib" ? zlibEngine : webEngine,
+    negotiation: {
+      serverNoContextTakeover: shared,
+      clientNoContextTakeover: shared,
+      serverMaxWindowBits,
+      clientMaxWindowBits,
+    },
+    threshold,
+    tuning: { level, memLevel },
+  };
+}
+
+function integer(value: number, min: number, max: number, name: string): void {
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new RangeError(`Cannot serve: ${name} must be an integer from ${min} to ${max}`);
+  }
 }
 
 function positive(value: number | undefined, fallback: number, name: string): number {

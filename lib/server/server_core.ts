@@ -5,6 +5,8 @@
  *
  * @module
  */
+import type { DeflateEngine, DeflateTuning } from "../protocol/extensions/deflate_engine.ts";
+import type { DeflateNegotiationOptions } from "../protocol/extensions/deflate_negotiation.ts";
 import type { RequestHeadLimits } from "../protocol/handshake.ts";
 import type { Connection } from "./connection.ts";
 import type { ServeOptions } from "./options.ts";
@@ -19,9 +21,27 @@ export type ResolvedOptions<T> =
     | "maxHeadSize"
     | "maxHeaders"
     | "maxLineLength"
+    | "perMessageDeflate"
   >
   & Required<RequestHeadLimits>
-  & { protocols: string[]; maxPayloadLength: number; closeTimeout: number };
+  & {
+    protocols: string[];
+    maxPayloadLength: number;
+    closeTimeout: number;
+    deflate: DeflateSetup | undefined;
+  };
+
+/** permessage-deflate as the server offers it, settled from the options. */
+export interface DeflateSetup {
+  /** The engine. */
+  engine: DeflateEngine;
+  /** What the server accepts in negotiation. */
+  negotiation: DeflateNegotiationOptions;
+  /** The size from which messages are compressed by default. */
+  threshold: number;
+  /** Level and memory level. */
+  tuning: DeflateTuning;
+}
 
 /** The server as its connections see it. */
 export interface ServerCore<T> {

@@ -24,6 +24,8 @@ export interface WebSocketInit<T> {
   data: T;
   /** The negotiated subprotocol, `""` if none. */
   protocol: string;
+  /** The negotiated extensions, as in the response's Sec-WebSocket-Extensions (`""` if none). */
+  extensions: string;
   /** The peer's IP address. */
   remoteAddress: string;
   /** The peer's port. */
@@ -57,6 +59,8 @@ export class ServerWebSocket<T = undefined> {
   readonly data: T;
   /** The negotiated subprotocol, `""` if none. */
   readonly protocol: string;
+  /** The negotiated extensions, such as `"permessage-deflate; server_no_context_takeover"`. */
+  readonly extensions: string;
   /** The peer's IP address. */
   readonly remoteAddress: string;
   /** The peer's port. */
@@ -72,6 +76,7 @@ export class ServerWebSocket<T = undefined> {
     this.#driver = driver;
     this.data = init.data;
     this.protocol = init.protocol;
+    this.extensions = init.extensions;
     this.remoteAddress = init.remoteAddress;
     this.remotePort = init.remotePort;
   }
@@ -92,6 +97,8 @@ export class ServerWebSocket<T = undefined> {
    * `socket.write` does: do not change it afterwards.
    *
    * @param data The message.
+   * @param compress With permessage-deflate: `true` compresses, `false` does not; by default
+   * messages from the threshold on are compressed.
    * @returns The payload's size in bytes.
    * @throws {TypeError} When the connection is closing or closed.
    *
@@ -102,33 +109,35 @@ export class ServerWebSocket<T = undefined> {
    * await server.shutdown();
    * ```
    */
-  send(data: string | Uint8Array | ArrayBuffer | ArrayBufferView): number {
-    if (typeof data === "string") return this.#driver.protocolState.send(data);
+  send(data: string | Uint8Array | ArrayBuffer | ArrayBufferView, compress?: boolean): number {
+    if (typeof data === "string") return this.#driver.protocolState.send(data, false, compress);
     const bytes = toBytes(data, "send");
-    return this.#driver.protocolState.send(bytes, bytes.length >= BY_REFERENCE);
+    return this.#driver.protocolState.send(bytes, bytes.length >= BY_REFERENCE, compress);
   }
 
   /**
    * Sends a text message.
    *
    * @param text The message.
+   * @param compress As for {@linkcode ServerWebSocket.send}.
    * @returns Its size in bytes of UTF-8.
    * @throws {TypeError} When the connection is closing or closed.
    */
-  sendText(text: string): number {
-    return this.#driver.protocolState.send(String(text));
+  sendText(text: string, compress?: boolean): number {
+    return this.#driver.protocolState.send(String(text), false, compress);
   }
 
   /**
    * Sends a binary message.
    *
    * @param data The message.
+   * @param compress As for {@linkcode ServerWebSocket.send}.
    * @returns Its size in bytes.
    * @throws {TypeError} When the connection is closing or closed.
    */
-  sendBinary(data: Uint8Array | ArrayBuffer | ArrayBufferView): number {
+  sendBinary(data: Uint8Array | ArrayBuffer | ArrayBufferView, compress?: boolean): number {
     const bytes = toBytes(data, "send");
-    return this.#driver.protocolState.send(bytes, bytes.length >= BY_REFERENCE);
+    return this.#driver.protocolState.send(bytes, bytes.length >= BY_REFERENCE, compress);
   }
 
   /**
