@@ -43,6 +43,11 @@ export interface ProtocolHost {
    */
   onClosed(code: number, reason: string, error?: WebSocketError): void;
   /**
+   * Decoding went on after a pause of the protocol's own (an asynchronous inflate finished):
+   * input held back from the socket may flow again.
+   */
+  onResumed?(): void;
+  /**
    * Sends one frame.
    *
    * @param owned `true` if the host may keep `payload` by reference; `false` if the caller
@@ -152,6 +157,11 @@ export class Protocol implements FrameSink {
    */
   receive(chunk: Uint8Array): void {
     this.#parser.push(chunk);
+  }
+
+  /** Whether decoding is paused (by {@linkcode Protocol.pause} or an inflate in progress). */
+  get paused(): boolean {
+    return this.#parser.paused;
   }
 
   /** Stops decoding after the current event until {@linkcode Protocol.resume}. */
@@ -469,7 +479,10 @@ export class Protocol implements FrameSink {
     } else {
       this.#host.onMessage(result, true);
     }
-    if (this.#readyState !== CLOSED) this.#parser.resume();
+    if (this.#readyState !== CLOSED) {
+      this.#parser.resume();
+      this.#host.onResumed?.();
+    }
   }
 
   /** Writes a frame now, or queues it behind messages still being compressed. */

@@ -42,6 +42,8 @@ export class Connection<T> implements TransportHandler, WebSocketDriver {
   /** Bytes that arrived behind the request head while the upgrade hook ran. */
   #pending: Uint8Array[] | undefined;
   #pendingBytes = 0;
+  /** Reading is paused while the protocol waits for an asynchronous inflate. */
+  #inputHeld = false;
   /** permessage-deflate as negotiated in the handshake, if it was. */
   #deflate: DeflateAgreement | undefined;
   #protocol: Protocol | undefined;
@@ -77,6 +79,11 @@ export class Connection<T> implements TransportHandler, WebSocketDriver {
     const protocol = this.#protocol;
     if (protocol !== undefined) {
       protocol.receive(chunk);
+      // An asynchronous inflate holds decoding: hold the socket too, so input cannot pile up.
+      if (protocol.paused && !this.#inputHeld) {
+        this.#inputHeld = true;
+        this.transport.pause();
+      }
       return;
     }
     if (this.#head !== undefined) {
@@ -163,6 +170,14 @@ export class Connection<T> implements TransportHandler, WebSocketDriver {
     this.#outbox.flush();
     this.transport.end();
     this.#startTimer();
+  }
+
+  /** @internal */
+  onResumed(): void {
+    if (this.#inputHeld) {
+      this.#inputHeld = false;
+      this.transport.resume();
+    }
   }
 
   /** @internal */
