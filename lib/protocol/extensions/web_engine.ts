@@ -4,6 +4,10 @@
  * CompressionStream cannot sync-flush in Bun, and a reused DecompressionStream gives no
  * portable signal that a message's output is complete. Each call is asynchronous.
  *
+ * One limit: a client message that ends in a BFINAL block (RFC 7692 §7.2.3.3 permits it; no
+ * browser does it) leaves bytes after the end of the stream, which DecompressionStream refuses
+ * in both runtimes, so it fails the connection with 1007. The zlib engine reads such messages.
+ *
  * @module
  */
 import { WebSocketError } from "../errors.ts";

@@ -576,9 +576,19 @@ for (
           1009,
           tooBig(data.length - 1),
         );
+        // The next message still gets an answer: the stream one stays failed.
+        const next = start((done) => over.decompress(payload, data.length, done));
+        const after = await next.result;
+        if (params.clientNoContextTakeover) {
+          assert.ok(after instanceof Uint8Array, `expected the message, got ${after}`);
+          assertSameBytes(after, data, "after a refusal");
+        } else {
+          assertError(after, "WS_ERR_MESSAGE_TOO_BIG", 1009, tooBig(data.length - 1));
+        }
         await settle();
         assert.equal(ok.calls(), 1);
         assert.equal(refused.calls(), 1);
+        assert.equal(next.calls(), 1);
       } finally {
         exact.close();
         over.close();
@@ -675,6 +685,84 @@ function measure(payload: Uint8Array): number {
   meter.message(payload);
   return meter.maxDistance;
 }
+
+// RFC 7692 §7.2.3: the payloads of its examples, each "Hello".
+const HELLO = encoder.encode("Hello");
+const RFC_EXAMPLES: Array<[string, number[]]> = [
+  ["§7.2.3.1 one block", [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]],
+  ["§7.2.3.3 a block with BFINAL set", [0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00]],
+  [
+    "§7.2.3.4 two blocks",
+    [0xf2, 0x48, 0x05, 0x00, 0x00, 0x00, 0xff, 0xff, 0xca, 0xc9, 0xc9, 0x07, 0x00],
+  ],
+  ["§7.2.3.5 a stored block", [0x00, 0x05, 0x00, 0xfa, 0xff, 0x48, 0x65, 0x6c, 0x6c, 0x6f, 0x00]],
+];
+/** §7.2.3.2: the second "Hello" of a context-taking sender, after the §7.2.3.1 one. */
+const RFC_SECOND_HELLO = new Uint8Array([0xf2, 0x00, 0x11, 0x00, 0x00]);
+
+describe("zlib engine, RFC 7692 examples", () => {
+  for (const [kind, params] of [["stateless", STATELESS], ["stream", TAKEOVER]] as const) {
+    for (const [name, bytes] of RFC_EXAMPLES) {
+      it(`${kind} decompressor reads ${name}`, async () => {
+        const decompressor = zlibEngine.decompressor(params);
+        try {
+          const out = await decompress(decompressor, new Uint8Array(bytes), 100);
+          assert.equal(new TextDecoder().decode(out), "Hello");
+        } finally {
+          decompressor.close();
+        }
+      });
+    }
+  }
+
+  it("stream decompressor reads §7.2.3.2, the second message sharing the window", async () => {
+    const decompressor = zlibEngine.decompressor(TAKEOVER);
+    try {
+      const first = await decompress(decompressor, new Uint8Array(RFC_EXAMPLES[0][1]), 100);
+      const second = await decompress(decompressor, RFC_SECOND_HELLO, 100);
+      assertSameBytes(first, HELLO, "first");
+      assertSameBytes(second, HELLO, "second");
+    } finally {
+      decompressor.close();
+    }
+  });
+
+  it("stateless decompressor refuses §7.2.3.2 alone with 1007 (it needs a window)", async () => {
+    const call = start((done) =>
+      zlibEngine.decompressor(STATELESS).decompress(RFC_SECOND_HELLO, 100, done)
+    );
+    assertError(await call.result, "WS_ERR_INFLATE", 1007, INFLATE_FAILED);
+  });
+
+  it("stream decompressor, fresh, refuses §7.2.3.2 with 1007 (nothing to refer to)", async () => {
+    const decompressor = zlibEngine.decompressor(TAKEOVER);
+    try {
+      const call = start((done) => decompressor.decompress(RFC_SECOND_HELLO, 100, done));
+      assertError(await call.result, "WS_ERR_INFLATE", 1007, INFLATE_FAILED);
+    } finally {
+      decompressor.close();
+    }
+  });
+
+  it("stream decompressor goes on after a message that ended in a BFINAL block", async () => {
+    // §7.2.3.3 lets a sender end a message with BFINAL set; the next message here uses no
+    // back-reference, so it decodes whatever became of the window.
+    const decompressor = zlibEngine.decompressor(TAKEOVER);
+    try {
+      const first = await decompress(decompressor, new Uint8Array(RFC_EXAMPLES[1][1]), 100);
+      assertSameBytes(first, HELLO, "the BFINAL message");
+      const next = start((done) =>
+        decompressor.decompress(new Uint8Array(RFC_EXAMPLES[0][1]), 100, done)
+      );
+      const result = await next.result;
+      // Either "Hello" or a refusal; never a wrong message.
+      if (result instanceof WebSocketError) assert.equal(result.closeCode, 1007);
+      else assert.equal(new TextDecoder().decode(result), "Hello");
+    } finally {
+      decompressor.close();
+    }
+  });
+});
 
 describe("zlib engine, context takeover", () => {
   it("makes the second identical message much smaller, and a client reads both", async () => {
