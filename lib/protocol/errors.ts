@@ -85,6 +85,10 @@ export const ErrorCodes = {
   WS_ERR_INFLATE: 1007,
   /** Our own compression failed: the connection is closed with 1011. */
   WS_ERR_DEFLATE: 1011,
+  /** A message in more frames than the configured limit. */
+  WS_ERR_TOO_MANY_FRAGMENTS: 1008,
+  /** The peer answered no ping within the heartbeat timeout: the connection is dropped. */
+  WS_ERR_HEARTBEAT_TIMEOUT: 1006,
   /** A message larger than the configured limit. */
   WS_ERR_MESSAGE_TOO_BIG: 1009,
   /** An application handler threw: the connection is closed with 1011. */

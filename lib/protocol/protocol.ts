@@ -67,6 +67,8 @@ export interface ProtocolOptions {
   /** The largest message accepted, in bytes; a larger one fails with 1009.
    * @default {16777216} (16 MiB, as Bun's server) */
   maxPayloadLength?: number;
+  /** Frames in one message beyond which the connection fails with 1008. @default {Infinity} */
+  maxFragments?: number;
   /** permessage-deflate, when it was negotiated. @default {undefined} */
   deflate?: PerMessageDeflate;
 }
@@ -108,6 +110,8 @@ export class Protocol implements FrameSink {
   // The message being assembled: opcode 0 when none is open.
   #messageOpcode = 0;
   #messageLength = 0;
+  #fragments = 1;
+  #maxFragments: number;
   #pieces: Uint8Array[] = [];
   #text = "";
   #utf8: Utf8StreamDecoder | undefined;
@@ -137,6 +141,7 @@ export class Protocol implements FrameSink {
     this.#host = host;
     this.#maxPayloadLength = options.maxPayloadLength ?? DEFAULT_MAX_PAYLOAD_LENGTH;
     this.#deflate = options.deflate;
+    this.#maxFragments = options.maxFragments ?? Infinity;
     this.#parser = new FrameParser(this, {
       requireMask: true,
       allowRsv1: options.deflate !== undefined,
@@ -365,6 +370,15 @@ export class Protocol implements FrameSink {
   /** Applies the message-level rules to a data frame's header; opens a message if it starts one. */
   #startDataFrame(opcode: number, fin: boolean, rsv1: boolean, length: number): boolean {
     if (opcode === Opcode.Continuation) {
+      if (++this.#fragments > this.#maxFragments) {
+        this.fail(
+          new WebSocketError(
+            "WS_ERR_TOO_MANY_FRAGMENTS",
+            `Message in too many fragments: more than ${this.#maxFragments}`,
+          ),
+        );
+        return false;
+      }
       if (this.#messageOpcode === 0) {
         this.fail(
           new WebSocketError(
@@ -446,6 +460,7 @@ export class Protocol implements FrameSink {
   #resetMessage(): void {
     if (this.#messageOpcode === Opcode.Text && !this.#compressed) this.#utf8?.reset();
     this.#compressed = false;
+    this.#fragments = 1;
     this.#messageOpcode = 0;
     this.#messageLength = 0;
     this.#pieces.length = 0;

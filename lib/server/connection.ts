@@ -30,6 +30,8 @@ import type { Transport, TransportHandler } from "./transport.ts";
 import { UpgradeRequest } from "./upgrade_request.ts";
 import { ServerWebSocket, type WebSocketDriver } from "./websocket.ts";
 
+const EMPTY = new Uint8Array(0);
+
 /** Bytes a client may send ahead while the upgrade hook runs before reading pauses. */
 const PENDING_LIMIT = 64 * 1024;
 
@@ -52,19 +54,84 @@ export class Connection<T> implements TransportHandler, WebSocketDriver {
   #timer: ReturnType<typeof setTimeout> | undefined;
   #closeReported = false;
   #gone = false;
+  /** Over the server's connection limit: the request gets 503. */
+  #overLimit: boolean;
+  // Times on the server's coarse clock (ms): when the connection came, when anything last
+  // arrived, when a data message last went either way, when our unanswered ping left (0: none).
+  #acceptedAt: number;
+  #lastReceive: number;
+  #lastMessage: number;
+  #pingSentAt = 0;
+  #pingStarted = 0;
+  #latency: number | undefined;
 
   /**
    * Starts serving a new TCP connection.
    *
    * @param server The server it belongs to.
    * @param transport Its socket.
+   * @param overLimit The server is at its connection limit: refuse with 503.
    */
-  constructor(server: ServerCore<T>, transport: Transport) {
+  constructor(server: ServerCore<T>, transport: Transport, overLimit = false) {
     this.#server = server;
     this.#options = server.options;
     this.transport = transport;
     this.#outbox = new Outbox(transport);
     this.#head = new RequestHeadParser(server.options);
+    this.#overLimit = overLimit;
+    this.#acceptedAt = this.#lastReceive = this.#lastMessage = server.now;
+  }
+
+  /**
+   * Checks this connection's timeouts; the server calls it a few times per shortest timeout.
+   *
+   * @param now The server's clock.
+   */
+  sweep(now: number): void {
+    const options = this.#options;
+    const protocol = this.#protocol;
+    if (protocol === undefined) {
+      // Still in the handshake (reading the head, or waiting for the upgrade hook).
+      if (
+        options.handshakeTimeout !== 0 && now - this.#acceptedAt > options.handshakeTimeout &&
+        (this.#head !== undefined || this.#pending !== undefined)
+      ) {
+        this.#server.refused(408);
+        this.terminate();
+      }
+      return;
+    }
+    if (protocol.readyState !== OPEN) return;
+    if (options.idleTimeout !== 0 && now - this.#lastMessage > options.idleTimeout) {
+      this.startClose(1001, "Idle timeout");
+      return;
+    }
+    if (options.heartbeatInterval === 0) return;
+    if (this.#pingSentAt !== 0) {
+      // Anything from the peer since our ping shows it is alive; a pong also times the trip.
+      if (this.#lastReceive > this.#pingSentAt) {
+        this.#pingSentAt = 0;
+      } else if (now - this.#pingSentAt > options.heartbeatTimeout) {
+        this.#reportError(
+          new WebSocketError(
+            "WS_ERR_HEARTBEAT_TIMEOUT",
+            `No answer to a ping within ${options.heartbeatTimeout} ms`,
+          ),
+        );
+        this.terminate();
+      }
+      return;
+    }
+    if (now - this.#lastReceive >= options.heartbeatInterval) {
+      this.#pingSentAt = now;
+      this.#pingStarted = performance.now();
+      protocol.sendControl(0x9, EMPTY);
+    }
+  }
+
+  /** The last measured round trip of a heartbeat ping, in ms. */
+  get latency(): number | undefined {
+    return this.#latency;
   }
 
   /** The WebSocket, once the handshake is done. */
@@ -76,6 +143,7 @@ export class Connection<T> implements TransportHandler, WebSocketDriver {
 
   /** @internal */
   onData(chunk: Uint8Array): void {
+    this.#lastReceive = this.#server.now;
     const protocol = this.#protocol;
     if (protocol !== undefined) {
       protocol.receive(chunk);
@@ -86,7 +154,15 @@ export class Connection<T> implements TransportHandler, WebSocketDriver {
       }
       return;
     }
-    if (this.#head !== undefined) {
+    if (this.#overLimit) {
+      this.#overLimit = false;
+      this.#head = undefined;
+      this.#refuse({
+        status: 503,
+        message: "Service unavailable: the server is at its connection limit",
+        headers: [["Retry-After", "1"]],
+      });
+    } else if (this.#head !== undefined) {
       this.#readHead(chunk);
     } else if (this.#pending !== undefined) {
       // The upgrade hook is running: hold the bytes; past the limit, hold them back in TCP.
@@ -138,6 +214,7 @@ export class Connection<T> implements TransportHandler, WebSocketDriver {
 
   /** @internal */
   onMessage(data: string | Uint8Array, isBinary: boolean): void {
+    this.#lastMessage = this.#server.now;
     const handler = this.#options.message;
     if (handler === undefined) return;
     try {
@@ -155,6 +232,10 @@ export class Connection<T> implements TransportHandler, WebSocketDriver {
 
   /** @internal */
   onPong(payload: Uint8Array): void {
+    if (this.#pingSentAt !== 0 && payload.length === 0) {
+      this.#latency = performance.now() - this.#pingStarted;
+      this.#pingSentAt = 0;
+    }
     this.#notify(this.#options.pong, payload);
   }
 
@@ -188,6 +269,7 @@ export class Connection<T> implements TransportHandler, WebSocketDriver {
     payload: Uint8Array,
     owned: boolean,
   ): void {
+    if (opcode < 0x8) this.#lastMessage = this.#server.now;
     this.#outbox.writeFrame(opcode, fin, rsv1, payload, owned);
   }
 
@@ -319,8 +401,10 @@ export class Connection<T> implements TransportHandler, WebSocketDriver {
     this.transport.write(response, false);
     const agreement = this.#deflate;
     const setup = this.#options.deflate;
+    this.#lastMessage = this.#server.now;
     this.#protocol = new Protocol(this, {
       maxPayloadLength: this.#options.maxPayloadLength,
+      maxFragments: this.#options.maxFragments,
       deflate: agreement === undefined || setup === undefined ? undefined : new PerMessageDeflate(
         setup.engine,
         agreement.params,

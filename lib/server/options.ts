@@ -112,6 +112,35 @@ export interface ServeOptions<T = undefined> {
   /** Bytes in one request-head line before 414 (request line) or 431 (header). @default {4096} */
   maxLineLength?: number;
   /**
+   * Milliseconds a client has from TCP connect to a complete request head (and the upgrade
+   * hook's answer); after it the connection is dropped. Stops slowloris clients from holding
+   * sockets. 0 disables. @default {10000}
+   */
+  handshakeTimeout?: number;
+  /**
+   * Milliseconds without a data message either way after which the server closes the
+   * connection with 1001 ("Idle timeout"). Pings and pongs do not count. 0 disables.
+   * @default {120000} (as Bun's server)
+   */
+  idleTimeout?: number;
+  /**
+   * Automatic pings: after `interval` ms without anything from the peer, ping it; if nothing
+   * (a pong or any data) arrives within `timeout` ms more, drop the connection (close handler:
+   * 1006). Each answered ping updates `ws.latency`. `false` disables.
+   * @default {{ interval: 30000, timeout: 10000 }}
+   */
+  heartbeat?: { interval?: number; timeout?: number } | false;
+  /**
+   * Open TCP connections (including those still in their handshake) beyond which new ones are
+   * refused with 503. @default {Infinity}
+   */
+  maxConnections?: number;
+  /**
+   * Frames in one message beyond which the connection is failed with 1008. Autobahn 9.3 sends
+   * 65,536; this allows twice that. @default {131072}
+   */
+  maxFragments?: number;
+  /**
    * Milliseconds to wait for the peer's Close frame after ours, and for its TCP close after the
    * closing handshake, before the connection is dropped. @default {5000}
    */

@@ -90,7 +90,10 @@ export class Server<T = undefined> {
       if (ws === undefined) connection.terminate(); // Mid-handshake: nothing to close gracefully.
       else if (ws.readyState === OPEN) ws.close(code, reason);
     }
-    if (connections.size === 0) return;
+    if (connections.size === 0) {
+      this.#core.stop();
+      return;
+    }
     const empty = this.#core.whenEmpty();
     let timer: ReturnType<typeof setTimeout> | undefined;
     const late = new Promise<"late">((resolve) =>
@@ -102,6 +105,7 @@ export class Server<T = undefined> {
       for (const connection of connections) connection.terminate();
       await empty;
     }
+    this.#core.stop();
   }
 }
 
@@ -110,14 +114,42 @@ class Core<T> implements ServerCore<T> {
   readonly options: ResolvedOptions<T>;
   readonly connections = new Set<Connection<T>>();
   open = 0;
+  now = Date.now();
   #empty: (() => void) | undefined;
+  #sweep: ReturnType<typeof setInterval> | undefined;
 
   constructor(options: ResolvedOptions<T>) {
     this.options = options;
+    // One timer for every connection's timeouts, a few times per shortest timeout, instead of a
+    // timer per connection: 10,000 idle connections cost one interval.
+    const shortest = Math.min(
+      ...[options.handshakeTimeout, options.idleTimeout, options.heartbeatTimeout]
+        .filter((ms) => ms > 0),
+    );
+    if (Number.isFinite(shortest)) {
+      const period = Math.min(1000, Math.max(25, shortest / 4));
+      this.#sweep = setInterval(() => this.#tick(), period);
+    }
+  }
+
+  #tick(): void {
+    const now = this.now = Date.now();
+    for (const connection of this.connections) connection.sweep(now);
+  }
+
+  /** Stops the timeout sweep (the server is shutting down). */
+  stop(): void {
+    clearInterval(this.#sweep);
+    this.#sweep = undefined;
   }
 
   accept(transport: Transport): Connection<T> {
-    const connection = new Connection<T>(this, transport);
+    this.now = Date.now();
+    const connection = new Connection<T>(
+      this,
+      transport,
+      this.connections.size >= this.options.maxConnections,
+    );
     this.connections.add(connection);
     return connection;
   }
@@ -154,6 +186,16 @@ function resolve<T>(options: ServeOptions<T>): ResolvedOptions<T> {
       "maxPayloadLength",
     ),
     closeTimeout: positive(options.closeTimeout, 5000, "closeTimeout"),
+    handshakeTimeout: nonNegative(options.handshakeTimeout, 10_000, "handshakeTimeout"),
+    idleTimeout: nonNegative(options.idleTimeout, 120_000, "idleTimeout"),
+    heartbeatInterval: options.heartbeat === false
+      ? 0
+      : positive(options.heartbeat?.interval, 30_000, "heartbeat.interval"),
+    heartbeatTimeout: options.heartbeat === false
+      ? 0
+      : positive(options.heartbeat?.timeout, 10_000, "heartbeat.timeout"),
+    maxConnections: positive(options.maxConnections, Infinity, "maxConnections"),
+    maxFragments: positive(options.maxFragments, 131_072, "maxFragments"),
     maxHeadSize: positive(options.maxHeadSize, 8192, "maxHeadSize"),
     maxHeaders: positive(options.maxHeaders, 100, "maxHeaders"),
     maxLineLength: positive(options.maxLineLength, 4096, "maxLineLength"),
@@ -209,8 +251,16 @@ function integer(value: number, min: number, max: number, name: string): void {
 
 function positive(value: number | undefined, fallback: number, name: string): number {
   if (value === undefined) return fallback;
-  if (!(value > 0) || !Number.isFinite(value)) {
+  if (!(value > 0)) {
     throw new RangeError(`Cannot serve: ${name} must be a positive number, got ${value}`);
+  }
+  return value;
+}
+
+function nonNegative(value: number | undefined, fallback: number, name: string): number {
+  if (value === undefined) return fallback;
+  if (!(value >= 0) || !Number.isFinite(value)) {
+    throw new RangeError(`Cannot serve: ${name} must be 0 or a positive number, got ${value}`);
   }
   return value;
 }

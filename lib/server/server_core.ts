@@ -22,6 +22,11 @@ export type ResolvedOptions<T> =
     | "maxHeaders"
     | "maxLineLength"
     | "perMessageDeflate"
+    | "handshakeTimeout"
+    | "idleTimeout"
+    | "heartbeat"
+    | "maxConnections"
+    | "maxFragments"
   >
   & Required<RequestHeadLimits>
   & {
@@ -29,6 +34,15 @@ export type ResolvedOptions<T> =
     maxPayloadLength: number;
     closeTimeout: number;
     deflate: DeflateSetup | undefined;
+    /** 0 when disabled. */
+    handshakeTimeout: number;
+    /** 0 when disabled. */
+    idleTimeout: number;
+    /** 0 when disabled. */
+    heartbeatInterval: number;
+    heartbeatTimeout: number;
+    maxConnections: number;
+    maxFragments: number;
   };
 
 /** permessage-deflate as the server offers it, settled from the options. */
@@ -47,6 +61,11 @@ export interface DeflateSetup {
 export interface ServerCore<T> {
   /** The options, defaults applied. */
   readonly options: ResolvedOptions<T>;
+  /**
+   * A coarse clock (ms), advanced by the server's timeout sweep: cheap to read on every chunk,
+   * exact enough for timeouts of seconds.
+   */
+  readonly now: number;
   /** A handshake completed. */
   opened(connection: Connection<T>): void;
   /** A handshake was refused with `status`. */

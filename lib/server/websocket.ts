@@ -12,6 +12,8 @@ export interface WebSocketDriver {
   readonly protocolState: Protocol;
   /** Bytes queued and not yet handed to the operating system. */
   readonly bufferedAmount: number;
+  /** The last heartbeat round trip, in ms. */
+  readonly latency: number | undefined;
   /** Starts the closing handshake and its timeout. */
   startClose(code?: number, reason?: string): void;
   /** Drops the TCP connection now. */
@@ -89,6 +91,14 @@ export class ServerWebSocket<T = undefined> {
   /** Bytes sent by the application and not yet handed to the operating system. */
   get bufferedAmount(): number {
     return this.#driver.bufferedAmount;
+  }
+
+  /**
+   * The round trip of the last answered heartbeat ping, in ms (`undefined` before the first).
+   * Pings go out after `heartbeat.interval` ms of silence from the peer.
+   */
+  get latency(): number | undefined {
+    return this.#driver.latency;
   }
 
   /**
