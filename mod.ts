@@ -31,7 +31,7 @@ export type {
   UpgradeResult,
 } from "./lib/server/options.ts";
 export { Server, type ShutdownOptions } from "./lib/server/server.ts";
-export { ServerWebSocket } from "./lib/server/websocket.ts";
+export { SendStatus, ServerWebSocket } from "./lib/server/websocket.ts";
 export { UpgradeRequest } from "./lib/server/upgrade_request.ts";
 
 /**

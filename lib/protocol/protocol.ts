@@ -164,9 +164,12 @@ export class Protocol implements FrameSink {
     this.#parser.push(chunk);
   }
 
-  /** Whether decoding is paused (by {@linkcode Protocol.pause} or an inflate in progress). */
+  /**
+   * Whether decoding is paused (by {@linkcode Protocol.pause} or an inflate in progress). A
+   * closed protocol is never paused: nothing waits on it any more.
+   */
   get paused(): boolean {
-    return this.#parser.paused;
+    return this.#parser.paused && this.#readyState !== CLOSED;
   }
 
   /** Stops decoding after the current event until {@linkcode Protocol.resume}. */

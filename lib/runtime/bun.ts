@@ -100,6 +100,8 @@ class BunTransport implements Transport {
   handler!: TransportHandler;
   #socket: BunSocket;
   #queue: Uint8Array[] = [];
+  /** For each queued chunk: it ends inside a frame. */
+  #partial: boolean[] = [];
   #buffered = 0;
   #ending = false;
   #writeClosed = false;
@@ -120,7 +122,7 @@ class BunTransport implements Transport {
     this.handler.onData(chunk);
   }
 
-  write(chunk: Uint8Array, reusable: boolean): void {
+  write(chunk: Uint8Array, reusable: boolean, partial = false): void {
     if (this.#closed || this.#ending || chunk.length === 0) return;
     if (this.#queue.length === 0) {
       const written = this.#socket.write(chunk);
@@ -129,6 +131,22 @@ class BunTransport implements Transport {
       chunk = chunk.subarray(written);
     }
     this.#queue.push(reusable ? chunk.slice() : chunk);
+    this.#partial.push(partial);
+    this.#buffered += chunk.length;
+  }
+
+  writeUrgent(chunk: Uint8Array): void {
+    if (this.#queue.length === 0) {
+      this.write(chunk, false);
+      return;
+    }
+    if (this.#closed || this.#ending || chunk.length === 0) return;
+    // After the first chunk that ends a frame: the head of the queue may be the rest of a
+    // frame half written to the socket.
+    let at = this.#partial.indexOf(false) + 1;
+    if (at === 0) at = this.#queue.length;
+    this.#queue.splice(at, 0, chunk);
+    this.#partial.splice(at, 0, false);
     this.#buffered += chunk.length;
   }
 
@@ -144,6 +162,7 @@ class BunTransport implements Transport {
         return;
       }
       queue.shift();
+      this.#partial.shift();
     }
     if (this.#ending) this.#halfClose();
     else this.handler.onDrain();
@@ -171,6 +190,7 @@ class BunTransport implements Transport {
   destroy(): void {
     if (this.#closed) return;
     this.#queue.length = 0;
+    this.#partial.length = 0;
     this.#buffered = 0;
     this.#socket.terminate();
   }
@@ -187,6 +207,7 @@ class BunTransport implements Transport {
     if (this.#closed) return;
     this.#closed = true;
     this.#queue.length = 0;
+    this.#partial.length = 0;
     this.#buffered = 0;
     this.handler.onClose(error);
   }

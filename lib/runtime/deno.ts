@@ -66,6 +66,10 @@ class DenoTransport implements Transport {
   #buffer: Uint8Array | undefined;
   #readSize = MIN_READ;
   #queue: Uint8Array[] = [];
+  /** For each queued chunk: it ends inside a frame. */
+  #partial: boolean[] = [];
+  /** The write in flight ends inside a frame. */
+  #inFlightPartial = false;
   #buffered = 0;
   #writing = false;
   #ending = false;
@@ -130,9 +134,24 @@ class DenoTransport implements Transport {
     else if (!this.#closed) this.#handler.onEnd();
   }
 
-  write(chunk: Uint8Array, reusable: boolean): void {
+  write(chunk: Uint8Array, reusable: boolean, partial = false): void {
     if (this.#closed || this.#ending || chunk.length === 0) return;
     this.#queue.push(reusable ? chunk.slice() : chunk);
+    this.#partial.push(partial);
+    this.#buffered += chunk.length;
+    if (!this.#writing) this.#flush();
+  }
+
+  writeUrgent(chunk: Uint8Array): void {
+    if (this.#closed || this.#ending || chunk.length === 0) return;
+    let at = 0;
+    if (this.#inFlightPartial) {
+      // The frame being written goes on in the queue: insert after its last chunk.
+      at = this.#partial.indexOf(false) + 1;
+      if (at === 0) at = this.#queue.length;
+    }
+    this.#queue.splice(at, 0, chunk);
+    this.#partial.splice(at, 0, false);
     this.#buffered += chunk.length;
     if (!this.#writing) this.#flush();
   }
@@ -170,6 +189,8 @@ class DenoTransport implements Transport {
       size += queue[count].length;
       count++;
     }
+    this.#inFlightPartial = this.#partial[count - 1];
+    this.#partial.splice(0, count);
     if (count === 1) {
       queue.shift();
       return first;
@@ -225,6 +246,7 @@ class DenoTransport implements Transport {
     if (this.#closed) return;
     this.#closed = true;
     this.#queue.length = 0;
+    this.#partial.length = 0;
     this.#buffered = 0;
     try {
       this.#conn.close();

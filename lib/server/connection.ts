@@ -24,13 +24,17 @@ import {
 } from "../protocol/handshake.ts";
 import { CLOSED, OPEN, Protocol } from "../protocol/protocol.ts";
 import type { UpgradeAccept, UpgradeResult } from "./options.ts";
+import { encodeFrame } from "../protocol/frame_writer.ts";
 import { Outbox } from "./outbox.ts";
 import type { ResolvedOptions, ServerCore } from "./server_core.ts";
 import type { Transport, TransportHandler } from "./transport.ts";
 import { UpgradeRequest } from "./upgrade_request.ts";
-import { ServerWebSocket, type WebSocketDriver } from "./websocket.ts";
+import { SendStatus, ServerWebSocket, type WebSocketDriver } from "./websocket.ts";
 
 const EMPTY = new Uint8Array(0);
+
+/** Bytes corked in one tick past which `send` reports backpressure (Node streams use 16 KiB). */
+const HIGH_WATER_MARK = 64 * 1024;
 
 /** Bytes a client may send ahead while the upgrade hook runs before reading pauses. */
 const PENDING_LIMIT = 64 * 1024;
@@ -64,6 +68,10 @@ export class Connection<T> implements TransportHandler, WebSocketDriver {
   #pingSentAt = 0;
   #pingStarted = 0;
   #latency: number | undefined;
+  // Backpressure: a send met it (so `drain` is owed), messages dropped, flushed() waiters.
+  #backpressured = false;
+  #dropped = 0;
+  #flushWaiters: Array<() => void> = [];
 
   /**
    * Starts serving a new TCP connection.
@@ -76,7 +84,9 @@ export class Connection<T> implements TransportHandler, WebSocketDriver {
     this.#server = server;
     this.#options = server.options;
     this.transport = transport;
-    this.#outbox = new Outbox(transport);
+    this.#outbox = new Outbox(transport, () => {
+      if (transport.bufferedAmount === 0) this.#drained();
+    });
     this.#head = new RequestHeadParser(server.options);
     this.#overLimit = overLimit;
     this.#acceptedAt = this.#lastReceive = this.#lastMessage = server.now;
@@ -174,7 +184,26 @@ export class Connection<T> implements TransportHandler, WebSocketDriver {
   }
 
   /** @internal */
-  onDrain(): void {}
+  onDrain(): void {
+    if (this.#outbox.corked === 0) this.#drained();
+  }
+
+  /** Everything queued reached the socket: wake flushed() waiters; owe no more `drain`. */
+  #drained(): void {
+    if (this.#flushWaiters.length !== 0) {
+      for (const resolve of this.#flushWaiters.splice(0)) resolve();
+    }
+    if (!this.#backpressured || this.#ws === undefined) return;
+    this.#backpressured = false;
+    const handler = this.#options.drain;
+    if (handler === undefined) return;
+    try {
+      const result = handler(this.#ws);
+      if (result !== undefined) this.#watch(result);
+    } catch (error) {
+      this.#handlerFailed(error);
+    }
+  }
 
   /** @internal */
   onEnd(): void {
@@ -194,6 +223,7 @@ export class Connection<T> implements TransportHandler, WebSocketDriver {
     if (this.#gone) return;
     this.#gone = true;
     this.#clearTimer();
+    for (const resolve of this.#flushWaiters.splice(0)) resolve();
     this.#outbox.discard();
     const protocol = this.#protocol;
     if (protocol !== undefined) {
@@ -248,6 +278,8 @@ export class Connection<T> implements TransportHandler, WebSocketDriver {
     // Report before ending the transport: Bun may close the socket inside end(), and the
     // transport's close must not be mistaken for a lost connection.
     this.#reportClose(code, reason);
+    // A failure during an inflate leaves reading held: read on, to see the peer's FIN.
+    this.onResumed();
     this.#outbox.flush();
     this.transport.end();
     this.#startTimer();
@@ -269,7 +301,14 @@ export class Connection<T> implements TransportHandler, WebSocketDriver {
     payload: Uint8Array,
     owned: boolean,
   ): void {
-    if (opcode < 0x8) this.#lastMessage = this.#server.now;
+    if (opcode < 0x8) {
+      this.#lastMessage = this.#server.now;
+    } else if (opcode !== 0x8 && this.transport.bufferedAmount !== 0) {
+      // A ping or pong jumps ahead of data backed up for a slow reader (the Close frame does
+      // not: the data accepted before it must go first).
+      this.transport.writeUrgent(encodeFrame(opcode, payload));
+      return;
+    }
     this.#outbox.writeFrame(opcode, fin, rsv1, payload, owned);
   }
 
@@ -283,6 +322,44 @@ export class Connection<T> implements TransportHandler, WebSocketDriver {
   /** @internal */
   get bufferedAmount(): number {
     return this.#outbox.corked + this.transport.bufferedAmount;
+  }
+
+  /** @internal */
+  get droppedMessages(): number {
+    return this.#dropped;
+  }
+
+  /** @internal */
+  sendMessage(data: string | Uint8Array, owned: boolean, compress?: boolean): SendStatus {
+    const protocol = this.#protocol!;
+    if (
+      protocol.readyState === OPEN &&
+      this.#outbox.corked + this.transport.bufferedAmount > this.#options.maxBackpressure
+    ) {
+      this.#dropped++;
+      this.#backpressured = true;
+      if (this.#options.backpressurePolicy === "close") this.startClose(1008, "Backpressure limit");
+      return SendStatus.Dropped;
+    }
+    protocol.send(data, owned, compress); // Throws if closing or closed.
+    // Backpressure: the socket has not taken everything, or this tick's sends already pass the
+    // high-water mark (sends in one tick are corked, so the socket has not seen them yet).
+    if (
+      this.transport.bufferedAmount !== 0 ||
+      this.#outbox.corked > Math.min(HIGH_WATER_MARK, this.#options.maxBackpressure)
+    ) {
+      this.#backpressured = true;
+      return SendStatus.Backpressure;
+    }
+    return SendStatus.Sent;
+  }
+
+  /** @internal */
+  flushed(): Promise<void> {
+    if (this.#gone || this.#outbox.corked + this.transport.bufferedAmount === 0) {
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => this.#flushWaiters.push(resolve));
   }
 
   /** @internal */

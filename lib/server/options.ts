@@ -79,6 +79,11 @@ export interface ServeOptions<T = undefined> {
     data: string | Uint8Array,
     isBinary: boolean,
   ): void | Promise<void>;
+  /**
+   * A connection whose sends met backpressure (a send returned `SendStatus.Backpressure` or
+   * `SendStatus.Dropped`) has written everything it had queued.
+   */
+  drain?(ws: ServerWebSocket<T>): void | Promise<void>;
   /** A ping arrived (the pong is sent automatically). */
   ping?(ws: ServerWebSocket<T>, data: Uint8Array): void | Promise<void>;
   /** A pong arrived. */
@@ -111,6 +116,19 @@ export interface ServeOptions<T = undefined> {
   maxHeaders?: number;
   /** Bytes in one request-head line before 414 (request line) or 431 (header). @default {4096} */
   maxLineLength?: number;
+  /**
+   * Bytes a connection may have queued (sent by the application, not yet taken by the socket)
+   * before `backpressurePolicy` applies to further data messages. Pings, pongs and Close frames
+   * are never dropped. @default {16777216} (16 MiB, as Bun's server)
+   */
+  maxBackpressure?: number;
+  /**
+   * What happens to a data message sent while more than `maxBackpressure` bytes are queued:
+   * `"drop"` drops it (`send` returns `SendStatus.Dropped`, `ws.droppedMessages` counts it);
+   * `"close"` drops it and closes the slow connection with 1008 ("Backpressure limit").
+   * @default {"drop"}
+   */
+  backpressurePolicy?: "drop" | "close";
   /**
    * Milliseconds a client has from TCP connect to a complete request head (and the upgrade
    * hook's answer); after it the connection is dropped. Stops slowloris clients from holding

@@ -33,6 +33,9 @@ export class Outbox {
   #start = 0;
   #end = 0;
   #segments: Uint8Array[] = [];
+  /** For each segment: it ends inside a frame (with the header of a payload sent apart). */
+  #partial: boolean[] = [];
+  #onFlushed: () => void;
   #corked = 0;
   #dirty = false;
 
@@ -40,9 +43,11 @@ export class Outbox {
    * Makes an empty outbox.
    *
    * @param transport Where the frames go.
+   * @param onFlushed Called after each flush hands the corked frames to the transport.
    */
-  constructor(transport: Transport) {
+  constructor(transport: Transport, onFlushed: () => void = () => {}) {
     this.#transport = transport;
+    this.#onFlushed = onFlushed;
   }
 
   /** Bytes corked and not yet handed to the transport. */
@@ -72,7 +77,9 @@ export class Outbox {
       this.#reserve(header);
       this.#end = writeHeader(this.#buffer!, this.#end, opcode, length, fin, rsv1);
       this.#seal();
+      this.#partial[this.#partial.length - 1] = true;
       this.#segments.push(payload);
+      this.#partial.push(false);
     } else {
       this.#reserve(header + length);
       const buffer = this.#buffer!;
@@ -103,20 +110,24 @@ export class Outbox {
       transport.write(this.#buffer!.subarray(this.#start, this.#end), true);
     } else {
       this.#seal();
+      const partial = this.#partial;
       for (let i = 0; i < segments.length; i++) {
         const segment = segments[i];
         // Views of our buffer are reused after this; payloads handed over are not.
-        transport.write(segment, segment.buffer === this.#buffer!.buffer);
+        transport.write(segment, segment.buffer === this.#buffer!.buffer, partial[i]);
       }
       segments.length = 0;
+      partial.length = 0;
     }
     this.#release();
+    this.#onFlushed();
   }
 
   /** Drops what is corked (the connection is being destroyed). */
   discard(): void {
     this.#corked = 0;
     this.#segments.length = 0;
+    this.#partial.length = 0;
     this.#release();
   }
 
@@ -132,6 +143,7 @@ export class Outbox {
   #seal(): void {
     if (this.#end > this.#start) {
       this.#segments.push(this.#buffer!.subarray(this.#start, this.#end));
+      this.#partial.push(false);
       this.#start = this.#end;
     }
   }

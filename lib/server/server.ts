@@ -196,6 +196,8 @@ function resolve<T>(options: ServeOptions<T>): ResolvedOptions<T> {
       : positive(options.heartbeat?.timeout, 10_000, "heartbeat.timeout"),
     maxConnections: positive(options.maxConnections, Infinity, "maxConnections"),
     maxFragments: positive(options.maxFragments, 131_072, "maxFragments"),
+    maxBackpressure: nonNegative(options.maxBackpressure, 16 * 1024 * 1024, "maxBackpressure"),
+    backpressurePolicy: policy(options.backpressurePolicy),
     maxHeadSize: positive(options.maxHeadSize, 8192, "maxHeadSize"),
     maxHeaders: positive(options.maxHeaders, 100, "maxHeaders"),
     maxLineLength: positive(options.maxLineLength, 4096, "maxLineLength"),
@@ -255,6 +257,11 @@ function positive(value: number | undefined, fallback: number, name: string): nu
     throw new RangeError(`Cannot serve: ${name} must be a positive number, got ${value}`);
   }
   return value;
+}
+
+function policy(value: "drop" | "close" | undefined): "drop" | "close" {
+  if (value === undefined || value === "drop" || value === "close") return value ?? "drop";
+  throw new RangeError(`Cannot serve: backpressurePolicy must be "drop" or "close", got ${value}`);
 }
 
 function nonNegative(value: number | undefined, fallback: number, name: string): number {

@@ -27,6 +27,8 @@ export type ResolvedOptions<T> =
     | "heartbeat"
     | "maxConnections"
     | "maxFragments"
+    | "maxBackpressure"
+    | "backpressurePolicy"
   >
   & Required<RequestHeadLimits>
   & {
@@ -43,6 +45,8 @@ export type ResolvedOptions<T> =
     heartbeatTimeout: number;
     maxConnections: number;
     maxFragments: number;
+    maxBackpressure: number;
+    backpressurePolicy: "drop" | "close";
   };
 
 /** permessage-deflate as the server offers it, settled from the options. */

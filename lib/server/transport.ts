@@ -21,8 +21,17 @@ export interface Transport {
    * @param chunk The bytes.
    * @param reusable `true` if the caller reuses `chunk`'s memory after this call returns, so
    * whatever the transport keeps it must copy; `false` if the transport may keep a reference.
+   * @param partial `true` if `chunk` ends inside a frame (the next chunk continues it), so
+   * nothing may be put between the two by {@linkcode Transport.writeUrgent}.
    */
-  write(chunk: Uint8Array, reusable: boolean): void;
+  write(chunk: Uint8Array, reusable: boolean, partial?: boolean): void;
+  /**
+   * Sends whole frames (a ping, a pong) ahead of what is queued, at the first frame boundary,
+   * so a heartbeat is not stuck behind megabytes of data for a slow reader.
+   *
+   * @param chunk Whole frames; the transport may keep a reference.
+   */
+  writeUrgent(chunk: Uint8Array): void;
   /** Writes what is queued, then closes the connection (FIN). Reading stops. */
   end(): void;
   /** Closes the connection now, dropping what is queued. */

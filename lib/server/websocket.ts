@@ -6,6 +6,38 @@
 import { Opcode } from "../protocol/opcode.ts";
 import type { Protocol } from "../protocol/protocol.ts";
 
+/**
+ * What {@linkcode ServerWebSocket.send} did with a message.
+ *
+ * @example
+ * ```ts
+ * import { SendStatus, serve } from "@sluice/ws";
+ * const server = serve({
+ *   port: 0,
+ *   async open(ws) {
+ *     for (let i = 0; i < 1000; i++) {
+ *       if (ws.send(`update ${i}`) === SendStatus.Backpressure) await ws.flushed();
+ *     }
+ *   },
+ * });
+ * await server.shutdown();
+ * ```
+ */
+export const SendStatus = {
+  /** Framed and corked; the socket was keeping up. */
+  Sent: 1,
+  /**
+   * Queued behind data the socket has not taken yet, or past 64 KiB sent in this tick: slow
+   * down, or `await ws.flushed()`.
+   */
+  Backpressure: -1,
+  /** Not sent: more than `maxBackpressure` bytes were already queued. */
+  Dropped: 0,
+} as const;
+
+/** One of {@linkcode SendStatus}'s values. */
+export type SendStatus = typeof SendStatus[keyof typeof SendStatus];
+
 /** What a {@linkcode ServerWebSocket} needs from the connection that drives it. */
 export interface WebSocketDriver {
   /** The protocol state. */
@@ -14,6 +46,12 @@ export interface WebSocketDriver {
   readonly bufferedAmount: number;
   /** The last heartbeat round trip, in ms. */
   readonly latency: number | undefined;
+  /** Data messages dropped by the backpressure policy. */
+  readonly droppedMessages: number;
+  /** Sends a data message under the backpressure policy. */
+  sendMessage(data: string | Uint8Array, owned: boolean, compress?: boolean): SendStatus;
+  /** Resolves when nothing is queued any more (or the connection is gone). */
+  flushed(): Promise<void>;
   /** Starts the closing handshake and its timeout. */
   startClose(code?: number, reason?: string): void;
   /** Drops the TCP connection now. */
@@ -109,7 +147,9 @@ export class ServerWebSocket<T = undefined> {
    * @param data The message.
    * @param compress With permessage-deflate: `true` compresses, `false` does not; by default
    * messages from the threshold on are compressed.
-   * @returns The payload's size in bytes.
+   * @returns `SendStatus.Sent`, `SendStatus.Backpressure` (queued behind data the socket has not
+   * taken: the `drain` handler or `flushed()` tells when it has), or `SendStatus.Dropped` (the
+   * backlog was over `maxBackpressure`).
    * @throws {TypeError} When the connection is closing or closed.
    *
    * @example
@@ -119,10 +159,13 @@ export class ServerWebSocket<T = undefined> {
    * await server.shutdown();
    * ```
    */
-  send(data: string | Uint8Array | ArrayBuffer | ArrayBufferView, compress?: boolean): number {
-    if (typeof data === "string") return this.#driver.protocolState.send(data, false, compress);
+  send(
+    data: string | Uint8Array | ArrayBuffer | ArrayBufferView,
+    compress?: boolean,
+  ): SendStatus {
+    if (typeof data === "string") return this.#driver.sendMessage(data, false, compress);
     const bytes = toBytes(data, "send");
-    return this.#driver.protocolState.send(bytes, bytes.length >= BY_REFERENCE, compress);
+    return this.#driver.sendMessage(bytes, bytes.length >= BY_REFERENCE, compress);
   }
 
   /**
@@ -130,11 +173,11 @@ export class ServerWebSocket<T = undefined> {
    *
    * @param text The message.
    * @param compress As for {@linkcode ServerWebSocket.send}.
-   * @returns Its size in bytes of UTF-8.
+   * @returns As for {@linkcode ServerWebSocket.send}.
    * @throws {TypeError} When the connection is closing or closed.
    */
-  sendText(text: string, compress?: boolean): number {
-    return this.#driver.protocolState.send(String(text), false, compress);
+  sendText(text: string, compress?: boolean): SendStatus {
+    return this.#driver.sendMessage(String(text), false, compress);
   }
 
   /**
@@ -142,12 +185,31 @@ export class ServerWebSocket<T = undefined> {
    *
    * @param data The message.
    * @param compress As for {@linkcode ServerWebSocket.send}.
-   * @returns Its size in bytes.
+   * @returns As for {@linkcode ServerWebSocket.send}.
    * @throws {TypeError} When the connection is closing or closed.
    */
-  sendBinary(data: Uint8Array | ArrayBuffer | ArrayBufferView, compress?: boolean): number {
+  sendBinary(
+    data: Uint8Array | ArrayBuffer | ArrayBufferView,
+    compress?: boolean,
+  ): SendStatus {
     const bytes = toBytes(data, "send");
-    return this.#driver.protocolState.send(bytes, bytes.length >= BY_REFERENCE, compress);
+    return this.#driver.sendMessage(bytes, bytes.length >= BY_REFERENCE, compress);
+  }
+
+  /**
+   * Resolves when everything sent so far has been handed to the operating system (at once if
+   * nothing is queued; also when the connection closes). For producers that want to wait for
+   * room instead of dropping.
+   *
+   * @returns A promise that resolves when the queue is empty.
+   */
+  flushed(): Promise<void> {
+    return this.#driver.flushed();
+  }
+
+  /** Data messages dropped so far because more than `maxBackpressure` bytes were queued. */
+  get droppedMessages(): number {
+    return this.#driver.droppedMessages;
   }
 
   /**

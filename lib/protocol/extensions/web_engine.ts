@@ -45,6 +45,27 @@ async function readAll(
   }
 }
 
+/**
+ * Input goes in slices: Deno's DecompressionStream hands out all that one write inflates to as
+ * one chunk, and DEFLATE expands at most about 1032 times, so a 512-byte slice can make no more
+ * than about 512 KiB before readAll() sees it and checks the limit.
+ */
+const SLICE = 512;
+
+async function feed(
+  writer: WritableStreamDefaultWriter<BufferSource>,
+  input: Uint8Array<ArrayBuffer>,
+) {
+  try {
+    for (let at = 0; at < input.length; at += SLICE) {
+      await writer.write(input.subarray(at, at + SLICE));
+    }
+    await writer.close();
+  } catch {
+    // The reader gave up (over the limit) or the data is bad: readAll() reports it.
+  }
+}
+
 /** Message after message, in order, each in its own CompressionStream. */
 class WebCompressor implements MessageCompressor {
   #tail: Promise<void> = Promise.resolve();
@@ -82,8 +103,7 @@ class WebDecompressor implements MessageDecompressor {
     input.set(FINAL_BLOCK, data.length + DEFLATE_TAIL.length);
     const stream = new DecompressionStream("deflate-raw");
     const writer = stream.writable.getWriter();
-    writer.write(input).catch(() => {});
-    writer.close().catch(() => {});
+    feed(writer, input);
     readAll(stream.readable, limit).then(
       (out) => done(out),
       (error) => done(inflateFailed(error)),

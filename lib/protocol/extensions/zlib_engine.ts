@@ -14,6 +14,7 @@ import {
   inflateRawSync,
   type ZlibOptions,
 } from "node:zlib";
+import { setImmediate } from "node:timers";
 import { WebSocketError } from "../errors.ts";
 import {
   concatBytes,
@@ -144,29 +145,12 @@ class StreamCompressor implements MessageCompressor {
 
 /** A persistent stream: the decompressor with context takeover. One message at a time. */
 class StreamDecompressor implements MessageDecompressor {
-  #stream: ReturnType<typeof createInflateRaw>;
+  #stream: ReturnType<typeof createInflateRaw> | undefined;
   #chunks: Uint8Array[] = [];
   #length = 0;
   #limit = 0;
   #done: DeflateCallback | undefined;
   #dead: WebSocketError | undefined;
-
-  constructor() {
-    // A 15-bit window reads data made with any smaller one.
-    this.#stream = createInflateRaw({ windowBits: 15 });
-    this.#stream.on("data", (chunk: Uint8Array) => {
-      if (this.#done === undefined) return;
-      this.#length += chunk.length;
-      if (this.#length > this.#limit) {
-        // Refuse while inflating: the rest of a bomb is never produced or kept.
-        this.#finish(tooBig(this.#limit));
-        return;
-      }
-      this.#chunks.push(chunk);
-    });
-    // FACTS.md: after an inflate error the flush callback never fires; this is the only signal.
-    this.#stream.on("error", (error: unknown) => this.#finish(inflateFailed(error)));
-  }
 
   decompress(data: Uint8Array, limit: number, done: DeflateCallback): void {
     if (this.#dead !== undefined) {
@@ -175,33 +159,72 @@ class StreamDecompressor implements MessageDecompressor {
     }
     this.#done = done;
     this.#limit = limit;
-    this.#stream.write(data.slice());
-    this.#stream.write(DEFLATE_TAIL);
-    this.#stream.flush(SYNC_FLUSH, () => {
-      if (this.#done === undefined) return;
-      const out = concatBytes(this.#chunks, this.#length);
-      const done = this.#done;
-      this.#done = undefined;
-      this.#chunks = [];
-      this.#length = 0;
-      done(out);
+    // A message that ended in a BFINAL block (RFC 7692 §7.2.3.3) ended the stream: the next
+    // one starts a new stream, which is right, since nothing can refer back across that end.
+    const stream = this.#stream ??= this.#open();
+    stream.write(data.slice());
+    stream.write(DEFLATE_TAIL);
+    stream.flush(SYNC_FLUSH, () => {
+      // Deno's node:zlib calls this before it emits 'error' for bad input: give the error its
+      // turn before taking what came out as the message.
+      setImmediate(() => {
+        if (this.#stream === stream) this.#complete();
+      });
     });
   }
 
+  #open(): ReturnType<typeof createInflateRaw> {
+    // A 15-bit window reads data made with any smaller one.
+    const stream = createInflateRaw({ windowBits: 15 });
+    stream.on("data", (chunk: Uint8Array) => {
+      if (this.#done === undefined || this.#stream !== stream) return;
+      this.#length += chunk.length;
+      if (this.#length > this.#limit) {
+        // Refuse while inflating: the rest of a bomb is never produced or kept.
+        this.#fail(tooBig(this.#limit));
+        return;
+      }
+      this.#chunks.push(chunk);
+    });
+    stream.on("end", () => {
+      if (this.#stream !== stream) return;
+      this.#stream = undefined;
+      this.#complete();
+    });
+    // FACTS.md: after an inflate error the flush callback never fires; this is the only signal.
+    stream.on("error", (error: unknown) => {
+      if (this.#stream === stream) this.#fail(inflateFailed(error));
+    });
+    return stream;
+  }
+
+  /** The message in progress is complete: hand it over. */
+  #complete(): void {
+    const done = this.#done;
+    if (done === undefined) return;
+    const out = concatBytes(this.#chunks, this.#length);
+    this.#done = undefined;
+    this.#chunks = [];
+    this.#length = 0;
+    done(out);
+  }
+
   /** Ends the message in progress with `error`; the stream cannot be trusted after it. */
-  #finish(error: WebSocketError): void {
+  #fail(error: WebSocketError): void {
     this.#dead = error;
     const done = this.#done;
     this.#done = undefined;
     this.#chunks = [];
     this.#length = 0;
-    this.#stream.destroy();
+    this.#stream?.destroy();
+    this.#stream = undefined;
     done?.(error);
   }
 
   close(): void {
     this.#done = undefined;
-    this.#stream.destroy();
+    this.#stream?.destroy();
+    this.#stream = undefined;
   }
 }
 

@@ -1,6 +1,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
+import fc from "fast-check";
 import {
   constants,
   createDeflateRaw,
@@ -867,5 +868,43 @@ describe("zlib engine, tuning", () => {
     assert.ok(best.length < data.length / 10, `level 9: ${best.length} bytes`);
     assertSameBytes(clientInflate(stored), data, "level 0");
     assertSameBytes(clientInflate(best), data, "level 9");
+  });
+});
+
+describe("zlib engine, properties", () => {
+  it("stateless: any bytes compress to a payload a client inflates back", () => {
+    const compressor = zlibEngine.compressor(STATELESS, {});
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 4096 }), (data) => {
+        let payload: Uint8Array | WebSocketError | undefined;
+        compressor.compress(data, (result) => payload = result);
+        // The stateless compressor answers inside the call.
+        assert.ok(payload instanceof Uint8Array, `${payload}`);
+        assert.ok(!endsWithTail(payload));
+        assertSameBytes(clientInflate(payload), data, "round trip");
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it("stateless: random bytes never throw; one answer, a message or a 1007/1009", () => {
+    const decompressor = zlibEngine.decompressor(STATELESS);
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 512 }), fc.nat(4096), (data, limit) => {
+        const results: Array<Uint8Array | WebSocketError> = [];
+        decompressor.decompress(data, limit, (result) => results.push(result));
+        assert.equal(results.length, 1);
+        const [result] = results;
+        if (result instanceof WebSocketError) {
+          assert.ok(
+            result.closeCode === 1007 || result.closeCode === 1009,
+            `${result.code} ${result.closeCode}`,
+          );
+        } else {
+          assert.ok(result.length <= limit, `${result.length} bytes for a limit of ${limit}`);
+        }
+      }),
+      { numRuns: 500 },
+    );
   });
 });
