@@ -4,7 +4,7 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import type { ServerWebSocket, UpgradeRequest } from "../mod.ts";
+import { serve, type ServerWebSocket, type UpgradeRequest } from "../mod.ts";
 import { encodeFrame, Op, text, upgradeRequest } from "./_client.ts";
 import { deferred, Queue, withServer } from "./_harness.ts";
 
@@ -239,4 +239,25 @@ test("subprotocols: no common one gives 101 without Sec-WebSocket-Protocol", asy
     assert.equal(response.headers.has("sec-websocket-protocol"), false);
     assert.equal(await chosen.next("open"), "");
   });
+});
+
+test("options: bad permessage-deflate settings throw RangeError from serve(), not later", () => {
+  for (
+    const perMessageDeflate of [
+      { serverMaxWindowBits: 16 },
+      { clientMaxWindowBits: 7 },
+      { level: 10 },
+      { memLevel: 0 },
+      { engine: "web" as const, mode: "dedicated" as const },
+    ]
+  ) {
+    assert.throws(
+      () => {
+        // Should throw; if it does not, close what it opened before the assertion fails.
+        serve({ port: 0, hostname: "127.0.0.1", perMessageDeflate }).shutdown();
+      },
+      RangeError,
+      JSON.stringify(perMessageDeflate),
+    );
+  }
 });

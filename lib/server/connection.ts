@@ -22,9 +22,9 @@ import {
   type UpgradeRequestInfo,
   validateUpgradeRequest,
 } from "../protocol/handshake.ts";
+import { encodeFrame } from "../protocol/frame_writer.ts";
 import { CLOSED, OPEN, Protocol } from "../protocol/protocol.ts";
 import type { UpgradeAccept, UpgradeResult } from "./options.ts";
-import { encodeFrame } from "../protocol/frame_writer.ts";
 import { Outbox } from "./outbox.ts";
 import type { ResolvedOptions, ServerCore } from "./server_core.ts";
 import type { Transport, TransportHandler } from "./transport.ts";

@@ -7,6 +7,7 @@
 import { CloseCode } from "../protocol/errors.ts";
 import { DEFAULT_MAX_PAYLOAD_LENGTH, OPEN } from "../protocol/protocol.ts";
 import { Connection } from "./connection.ts";
+import { negotiateDeflate } from "../protocol/extensions/deflate_negotiation.ts";
 import { webEngine } from "../protocol/extensions/web_engine.ts";
 import { zlibEngine } from "../protocol/extensions/zlib_engine.ts";
 import type { PerMessageDeflateOptions, ServeOptions } from "./options.ts";
@@ -232,14 +233,17 @@ function resolveDeflate(
   integer(memLevel, 1, 9, "perMessageDeflate.memLevel");
   integer(threshold, 0, Number.MAX_SAFE_INTEGER, "perMessageDeflate.threshold");
   const shared = mode === "shared";
+  const negotiation = {
+    serverNoContextTakeover: shared,
+    clientNoContextTakeover: shared,
+    serverMaxWindowBits,
+    clientMaxWindowBits,
+  };
+  // Checks the window bits now (RangeError), not at the first handshake.
+  negotiateDeflate([], negotiation);
   return {
     engine: engine === "zlib" ? zlibEngine : webEngine,
-    negotiation: {
-      serverNoContextTakeover: shared,
-      clientNoContextTakeover: shared,
-      serverMaxWindowBits,
-      clientMaxWindowBits,
-    },
+    negotiation,
     threshold,
     tuning: { level, memLevel },
   };
