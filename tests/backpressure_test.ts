@@ -156,3 +156,30 @@ test("backpressure: a producer that awaits flushed() loses nothing", async () =>
     assert.ok(!statuses.includes(SendStatus.Dropped), "nothing dropped");
   });
 });
+
+test("flow control: pause() holds messages back until resume(), in order", async () => {
+  const messages = new Queue<string>();
+  const paused = deferred<ServerWebSocket<undefined>>();
+  await withServer({
+    message(ws, data) {
+      messages.push(String(data));
+      if (data === "first") {
+        ws.pause();
+        paused.resolve(ws);
+      }
+    },
+  }, async ({ open }) => {
+    const { client } = await open();
+    await client.sendFrame(Op.Text, "first");
+    const ws = await paused.promise;
+    assert.equal(ws.isPaused, true);
+    for (const word of ["second", "third"]) await client.sendFrame(Op.Text, word);
+    assert.equal(await messages.next("the first message"), "first");
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    assert.deepEqual(messages.items, ["first"], "nothing more is delivered while paused");
+    ws.resume();
+    assert.equal(ws.isPaused, false);
+    assert.equal(await messages.next("the second message"), "second");
+    assert.equal(await messages.next("the third message"), "third");
+  });
+});

@@ -126,6 +126,8 @@ export class Protocol implements FrameSink {
   #deflate: PerMessageDeflate | undefined;
   #compressed = false;
   #inflating = 0;
+  /** The application paused decoding (pause()). */
+  #held = false;
   #slots: Slot[] = [];
   #closedAfterSlots: { code: number; reason: string } | undefined;
   #onInflated = (result: Uint8Array | WebSocketError): void => this.#inflated(result);
@@ -172,14 +174,20 @@ export class Protocol implements FrameSink {
     return this.#parser.paused && this.#readyState !== CLOSED;
   }
 
-  /** Stops decoding after the current event until {@linkcode Protocol.resume}. */
+  /**
+   * Stops decoding after the current event until {@linkcode Protocol.resume} (inbound flow
+   * control: the application is busy).
+   */
   pause(): void {
+    this.#held = true;
     this.#parser.pause();
   }
 
-  /** Decodes what was held back by {@linkcode Protocol.pause}. */
+  /** Decodes what was held back by {@linkcode Protocol.pause}, unless an inflate still runs. */
   resume(): void {
-    this.#parser.resume();
+    if (!this.#held) return;
+    this.#held = false;
+    if (this.#inflating === 0 && this.#readyState !== CLOSED) this.#parser.resume();
   }
 
   /**
@@ -497,7 +505,7 @@ export class Protocol implements FrameSink {
     } else {
       this.#host.onMessage(result, true);
     }
-    if (this.#readyState !== CLOSED) {
+    if (this.#readyState !== CLOSED && !this.#held) {
       this.#parser.resume();
       this.#host.onResumed?.();
     }

@@ -116,7 +116,8 @@ export class Connection<T> implements TransportHandler, WebSocketDriver {
       this.startClose(1001, "Idle timeout");
       return;
     }
-    if (options.heartbeatInterval === 0) return;
+    // A paused connection is not read, so its pongs could not be seen: no heartbeat then.
+    if (options.heartbeatInterval === 0 || this.#inputHeld) return;
     if (this.#pingSentAt !== 0) {
       // Anything from the peer since our ping shows it is alive; a pong also times the trip.
       if (this.#lastReceive > this.#pingSentAt) {
@@ -369,6 +370,30 @@ export class Connection<T> implements TransportHandler, WebSocketDriver {
     protocol.close(code, reason);
     // Wait for the peer's Close frame, but not for ever.
     this.#startTimer();
+  }
+
+  /** @internal */
+  pause(): void {
+    const protocol = this.#protocol!;
+    if (protocol.readyState === CLOSED) return;
+    protocol.pause();
+    if (!this.#inputHeld) {
+      this.#inputHeld = true;
+      this.transport.pause();
+    }
+  }
+
+  /** @internal */
+  resume(): void {
+    const protocol = this.#protocol!;
+    protocol.resume();
+    // The socket stays held while an inflate still holds decoding; onResumed() follows then.
+    if (!protocol.paused) this.onResumed();
+  }
+
+  /** @internal */
+  get isPaused(): boolean {
+    return this.#protocol!.paused;
   }
 
   /** @internal */

@@ -52,6 +52,12 @@ export interface WebSocketDriver {
   sendMessage(data: string | Uint8Array, owned: boolean, compress?: boolean): SendStatus;
   /** Resolves when nothing is queued any more (or the connection is gone). */
   flushed(): Promise<void>;
+  /** Stops reading and delivering messages. */
+  pause(): void;
+  /** Reads and delivers again. */
+  resume(): void;
+  /** Whether reading is paused. */
+  readonly isPaused: boolean;
   /** Starts the closing handshake and its timeout. */
   startClose(code?: number, reason?: string): void;
   /** Drops the TCP connection now. */
@@ -205,6 +211,40 @@ export class ServerWebSocket<T = undefined> {
    */
   flushed(): Promise<void> {
     return this.#driver.flushed();
+  }
+
+  /**
+   * Stops reading from this connection: no `message` (or ping, pong, close) handler runs for
+   * it until {@linkcode ServerWebSocket.resume}, and what the peer sends waits in its TCP
+   * buffers, so a busy application is not flooded. A message already being delivered
+   * finishes. Heartbeats are suspended while paused (pongs could not be read).
+   *
+   * @example
+   * ```ts
+   * import { serve } from "@sluice/ws";
+   * const server = serve({
+   *   port: 0,
+   *   async message(ws, data) {
+   *     ws.pause();
+   *     await Promise.resolve(data); // slow work, such as a database write
+   *     ws.resume();
+   *   },
+   * });
+   * await server.shutdown();
+   * ```
+   */
+  pause(): void {
+    this.#driver.pause();
+  }
+
+  /** Starts reading again after {@linkcode ServerWebSocket.pause}. */
+  resume(): void {
+    this.#driver.resume();
+  }
+
+  /** Whether reading is paused. */
+  get isPaused(): boolean {
+    return this.#driver.isPaused;
   }
 
   /** Data messages dropped so far because more than `maxBackpressure` bytes were queued. */
