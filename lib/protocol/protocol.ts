@@ -32,6 +32,12 @@ export const CLOSED = 3;
 export interface ProtocolHost {
   /** A whole message: a string for text, a view for binary (valid after the call returns). */
   onMessage(data: string | Uint8Array, isBinary: boolean): void;
+  /**
+   * With {@linkcode ProtocolOptions.streaming}: the next piece of a data message, as it
+   * arrives (text as decoded characters, binary as a view); `fin` on the message's last piece.
+   * A compressed message comes as one piece, inflated.
+   */
+  onFragment?(data: string | Uint8Array, isBinary: boolean, fin: boolean): void;
   /** A ping arrived; the pong is already queued. */
   onPing(payload: Uint8Array): void;
   /** A pong arrived. */
@@ -67,6 +73,11 @@ export interface ProtocolOptions {
   /** The largest message accepted, in bytes; a larger one fails with 1009.
    * @default {16777216} (16 MiB, as Bun's server) */
   maxPayloadLength?: number;
+  /**
+   * Deliver data messages piece by piece through `onFragment` instead of whole through
+   * `onMessage`, so a large message is never held in memory. @default {false}
+   */
+  streaming?: boolean;
   /** Frames in one message beyond which the connection fails with 1008. @default {Infinity} */
   maxFragments?: number;
   /** permessage-deflate, when it was negotiated. @default {undefined} */
@@ -128,6 +139,11 @@ export class Protocol implements FrameSink {
   #inflating = 0;
   /** The application paused decoding (pause()). */
   #held = false;
+  #streaming: boolean;
+  // A message we send as a stream of fragments: its opcode until the first fragment is out,
+  // and the sends made meanwhile, which follow it.
+  #streamOpcode = -1;
+  #heldSends: Array<{ data: string | Uint8Array; compress: boolean | undefined }> | undefined;
   #slots: Slot[] = [];
   #closedAfterSlots: { code: number; reason: string } | undefined;
   #onInflated = (result: Uint8Array | WebSocketError): void => this.#inflated(result);
@@ -144,6 +160,10 @@ export class Protocol implements FrameSink {
     this.#maxPayloadLength = options.maxPayloadLength ?? DEFAULT_MAX_PAYLOAD_LENGTH;
     this.#deflate = options.deflate;
     this.#maxFragments = options.maxFragments ?? Infinity;
+    this.#streaming = options.streaming ?? false;
+    if (this.#streaming && host.onFragment === undefined) {
+      throw new TypeError("Cannot stream messages: the host has no onFragment");
+    }
     this.#parser = new FrameParser(this, {
       requireMask: true,
       allowRsv1: options.deflate !== undefined,
@@ -202,6 +222,13 @@ export class Protocol implements FrameSink {
    */
   send(data: string | Uint8Array, owned = false, compress?: boolean): number {
     this.#assertOpen("send");
+    const held = this.#heldSends;
+    if (held !== undefined) {
+      // A fragmented message is being sent: no other data frame may come between its
+      // fragments (RFC 6455 §5.4), so this message follows it.
+      held.push({ data: owned || typeof data === "string" ? data : data.slice(), compress });
+      return typeof data === "string" ? data.length : data.length;
+    }
     let opcode: number = Opcode.Binary;
     let bytes: Uint8Array;
     if (typeof data === "string") {
@@ -223,12 +250,63 @@ export class Protocol implements FrameSink {
     ) {
       // The slot keeps this message's place in the send order while it is compressed (at
       // once with a synchronous engine: then the slot is written and gone before this returns).
-      this.#slots.push({ opcode, payload: undefined, rsv1: true });
+      this.#slots.push({ opcode, payload: undefined, rsv1: true, fin: true });
       deflate.compressor.compress(bytes, this.#onDeflated);
       return bytes.length;
     }
     this.#emit(opcode, bytes, false, owned);
     return bytes.length;
+  }
+
+  /**
+   * Begins a message sent as a stream of fragments ({@linkcode Protocol.sendFragment}); other
+   * messages sent until {@linkcode Protocol.endStream} follow it.
+   *
+   * @param isBinary Binary, or text (then the fragments together must be UTF-8).
+   * @throws {TypeError} When closing or closed, or when a stream is already open.
+   */
+  startStream(isBinary: boolean): void {
+    this.#assertOpen("send");
+    if (this.#heldSends !== undefined) {
+      throw new TypeError("Cannot send a stream: another stream is being sent");
+    }
+    this.#heldSends = [];
+    this.#streamOpcode = isBinary ? Opcode.Binary : Opcode.Text;
+  }
+
+  /**
+   * Sends the next fragment of the open stream (uncompressed).
+   *
+   * @param data The fragment's payload.
+   * @param owned Whether the host may keep `data` by reference.
+   * @param fin Whether it is the last.
+   * @throws {TypeError} When closing or closed, or when no stream is open.
+   */
+  sendFragment(data: Uint8Array, owned: boolean, fin: boolean): void {
+    this.#assertOpen("send");
+    if (this.#heldSends === undefined) {
+      throw new TypeError("Cannot send a fragment: no stream is open");
+    }
+    const opcode = this.#streamOpcode;
+    this.#streamOpcode = Opcode.Continuation;
+    if (this.#slots.length === 0) {
+      this.#host.writeFrame(opcode, fin, false, data, owned);
+    } else {
+      this.#slots.push({ opcode, payload: owned ? data : data.slice(), rsv1: false, fin });
+    }
+  }
+
+  /**
+   * Closes the stream: the messages sent meanwhile go out. If the last fragment was not sent
+   * (the source failed), the connection cannot finish the message and should be failed.
+   */
+  endStream(): void {
+    const held = this.#heldSends;
+    if (held === undefined) return;
+    this.#heldSends = undefined;
+    this.#streamOpcode = -1;
+    if (this.#readyState !== OPEN) return;
+    for (const { data, compress } of held) this.send(data, true, compress);
   }
 
   /**
@@ -329,7 +407,7 @@ export class Protocol implements FrameSink {
     if (this.#messageOpcode === 0) {
       // A message in one frame in one chunk skips the assembler.
       if (opcode === Opcode.Binary) {
-        this.#host.onMessage(payload, true);
+        this.#deliver(payload, true);
         return;
       }
       const text = decodeUtf8(payload);
@@ -337,7 +415,7 @@ export class Protocol implements FrameSink {
         this.fail(new WebSocketError("WS_ERR_INVALID_UTF8", "Invalid UTF-8 in a text message"));
         return;
       }
-      this.#host.onMessage(text, false);
+      this.#deliver(text, false);
       return;
     }
     this.#appendData(payload, fin);
@@ -436,6 +514,12 @@ export class Protocol implements FrameSink {
     return true;
   }
 
+  /** Hands a whole message to the host: in one piece, or as the one fragment of a stream. */
+  #deliver(data: string | Uint8Array, isBinary: boolean): void {
+    if (this.#streaming) this.#host.onFragment!(data, isBinary, true);
+    else this.#host.onMessage(data, isBinary);
+  }
+
   /** Adds payload to the open message; delivers it when `end`. */
   #appendData(piece: Uint8Array, end: boolean): void {
     if (this.#compressed) {
@@ -452,24 +536,35 @@ export class Protocol implements FrameSink {
         this.fail(new WebSocketError("WS_ERR_INVALID_UTF8", "Invalid UTF-8 in a text message"));
         return;
       }
+      if (this.#streaming) {
+        if (end) this.#resetMessage();
+        this.#host.onFragment!(text, false, end);
+        return;
+      }
       if (!end) {
         this.#text += text;
         return;
       }
       const message = this.#text + text;
       this.#resetMessage();
-      this.#host.onMessage(message, false);
+      this.#deliver(message, false);
+      return;
+    }
+    if (this.#streaming) {
+      if (end) this.#resetMessage();
+      this.#host.onFragment!(piece, true, end);
       return;
     }
     if (piece.length !== 0) this.#pieces.push(piece);
     if (!end) return;
     const message = concatBytes(this.#pieces, this.#messageLength);
     this.#resetMessage();
-    this.#host.onMessage(message, true);
+    this.#deliver(message, true);
   }
 
   #resetMessage(): void {
-    if (this.#messageOpcode === Opcode.Text && !this.#compressed) this.#utf8?.reset();
+    // The UTF-8 decoder needs no reset: end() leaves it clean, a failed push() resets it, and
+    // a message abandoned half-way (a Close frame, a failure) ends the connection.
     this.#compressed = false;
     this.#fragments = 1;
     this.#messageOpcode = 0;
@@ -501,9 +596,9 @@ export class Protocol implements FrameSink {
         this.fail(new WebSocketError("WS_ERR_INVALID_UTF8", "Invalid UTF-8 in a text message"));
         return;
       }
-      this.#host.onMessage(text, false);
+      this.#deliver(text, false);
     } else {
-      this.#host.onMessage(result, true);
+      this.#deliver(result, true);
     }
     if (this.#readyState !== CLOSED && !this.#held) {
       this.#parser.resume();
@@ -517,7 +612,7 @@ export class Protocol implements FrameSink {
       this.#host.writeFrame(opcode, true, rsv1, payload, owned);
       return;
     }
-    this.#slots.push({ opcode, payload: owned ? payload : payload.slice(), rsv1 });
+    this.#slots.push({ opcode, payload: owned ? payload : payload.slice(), rsv1, fin: true });
   }
 
   #deflated(result: Uint8Array | WebSocketError): void {
@@ -532,8 +627,8 @@ export class Protocol implements FrameSink {
     slot.payload = result;
     const slots = this.#slots;
     while (slots.length !== 0 && slots[0].payload !== undefined) {
-      const { opcode, payload, rsv1 } = slots.shift()!;
-      this.#host.writeFrame(opcode, true, rsv1, payload!, true);
+      const { opcode, payload, rsv1, fin } = slots.shift()!;
+      this.#host.writeFrame(opcode, fin, rsv1, payload!, true);
     }
     const closed = this.#closedAfterSlots;
     if (slots.length === 0 && closed !== undefined) {
@@ -589,6 +684,7 @@ interface Slot {
   opcode: number;
   payload: Uint8Array | undefined;
   rsv1: boolean;
+  fin: boolean;
 }
 
 function truncateReason(message: string): string {

@@ -257,6 +257,17 @@ export class Connection<T> implements TransportHandler, WebSocketDriver {
   }
 
   /** @internal */
+  onFragment(data: string | Uint8Array, isBinary: boolean, fin: boolean): void {
+    if (fin) this.#lastMessage = this.#server.now;
+    try {
+      const result = this.#options.fragment!(this.#ws!, data, isBinary, fin);
+      if (result !== undefined) this.#watch(result);
+    } catch (error) {
+      this.#handlerFailed(error);
+    }
+  }
+
+  /** @internal */
   onPing(payload: Uint8Array): void {
     this.#notify(this.#options.ping, payload);
   }
@@ -392,6 +403,11 @@ export class Connection<T> implements TransportHandler, WebSocketDriver {
   }
 
   /** @internal */
+  get isBackedUp(): boolean {
+    return this.transport.bufferedAmount !== 0 || this.#outbox.corked > HIGH_WATER_MARK;
+  }
+
+  /** @internal */
   get isPaused(): boolean {
     return this.#protocol!.paused;
   }
@@ -507,6 +523,7 @@ export class Connection<T> implements TransportHandler, WebSocketDriver {
     this.#protocol = new Protocol(this, {
       maxPayloadLength: this.#options.maxPayloadLength,
       maxFragments: this.#options.maxFragments,
+      streaming: this.#options.fragment !== undefined,
       deflate: agreement === undefined || setup === undefined ? undefined : new PerMessageDeflate(
         setup.engine,
         agreement.params,

@@ -80,6 +80,19 @@ export interface ServeOptions<T = undefined> {
     isBinary: boolean,
   ): void | Promise<void>;
   /**
+   * Receive data messages piece by piece, as they arrive, instead of whole: text as decoded
+   * characters, binary as views; `fin` on a message's last piece. With this handler `message`
+   * is not called, and a large upload never needs a buffer of its size (raise
+   * `maxPayloadLength`, which still limits each message). A compressed message comes as one
+   * piece.
+   */
+  fragment?(
+    ws: ServerWebSocket<T>,
+    data: string | Uint8Array,
+    isBinary: boolean,
+    fin: boolean,
+  ): void | Promise<void>;
+  /**
    * A connection whose sends met backpressure (a send returned `SendStatus.Backpressure` or
    * `SendStatus.Dropped`) has written everything it had queued.
    */

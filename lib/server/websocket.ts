@@ -54,6 +54,8 @@ export interface WebSocketDriver {
   flushed(): Promise<void>;
   /** Stops reading and delivering messages. */
   pause(): void;
+  /** Bytes queued, for a streaming sender that waits for room. */
+  readonly isBackedUp: boolean;
   /** Reads and delivers again. */
   resume(): void;
   /** Whether reading is paused. */
@@ -200,6 +202,62 @@ export class ServerWebSocket<T = undefined> {
   ): SendStatus {
     const bytes = toBytes(data, "send");
     return this.#driver.sendMessage(bytes, bytes.length >= BY_REFERENCE, compress);
+  }
+
+  /**
+   * Sends one message as a stream of fragments, chunk by chunk as `source` yields them, so a
+   * large message is never held whole. Waits for room when the connection is backed up. Other
+   * messages sent meanwhile follow the stream (fragments of one message may not be interleaved
+   * with others, RFC 6455 §5.4). Fragments are sent uncompressed. If `source` fails, the
+   * message cannot be finished: the connection is closed with 1011 and the promise rejects.
+   *
+   * @param source The message's bytes (or, for text, strings or UTF-8 bytes).
+   * @param options `binary: false` sends a text message. @default {{ binary: true }}
+   * @returns A promise that resolves when the last fragment is queued.
+   *
+   * @example
+   * ```ts
+   * import { serve } from "@sluice/ws";
+   * const server = serve({
+   *   port: 0,
+   *   async open(ws) {
+   *     async function* rows() {
+   *       for (let i = 0; i < 3; i++) yield `row ${i}\n`;
+   *     }
+   *     await ws.sendStream(rows(), { binary: false });
+   *   },
+   * });
+   * await server.shutdown();
+   * ```
+   */
+  async sendStream(
+    source: AsyncIterable<Uint8Array | string> | ReadableStream<Uint8Array | string>,
+    options: { binary?: boolean } = {},
+  ): Promise<void> {
+    const protocol = this.#driver.protocolState;
+    protocol.startStream(options.binary ?? true);
+    let previous: Uint8Array | undefined;
+    let finished = false;
+    try {
+      for await (const chunk of source as AsyncIterable<Uint8Array | string>) {
+        const bytes = typeof chunk === "string" ? encoder.encode(chunk) : toBytes(chunk, "send");
+        if (bytes.length === 0) continue;
+        // Hold one chunk back: only the source's end tells which fragment is the last.
+        if (previous !== undefined) {
+          protocol.sendFragment(previous, previous.length >= BY_REFERENCE, false);
+          if (this.#driver.isBackedUp) await this.#driver.flushed();
+        }
+        previous = bytes;
+      }
+      const last = previous ?? EMPTY;
+      protocol.sendFragment(last, last.length >= BY_REFERENCE, true);
+      finished = true;
+    } finally {
+      protocol.endStream();
+      if (!finished && protocol.readyState === 1) {
+        this.#driver.startClose(1011);
+      }
+    }
   }
 
   /**
