@@ -7,21 +7,21 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
+import { createDeflateRaw } from "node:zlib";
 import {
-  constants,
-  createDeflateRaw,
-  createInflateRaw,
-  deflateRawSync,
-  inflateRawSync,
-} from "node:zlib";
+  assertSameBytes,
+  clientDeflate,
+  clientInflate,
+  ClientStream,
+  encoder,
+  MiB,
+  random,
+  SYNC_FLUSH,
+} from "../lib/protocol/extensions/_deflate_test_util.ts";
 import { type PerMessageDeflateOptions, type ServerWebSocket, WebSocketError } from "../mod.ts";
-import { type Frame, Op, parseClose, type RawClient, text, within } from "./_client.ts";
+import { type Frame, Op, parseClose, type RawClient, text } from "./_client.ts";
 import { type Harness, Queue, withServer } from "./_harness.ts";
 
-const SYNC_FLUSH = constants.Z_SYNC_FLUSH;
-const TAIL = new Uint8Array([0x00, 0x00, 0xff, 0xff]);
-const encoder = new TextEncoder();
-const MiB = 1024 * 1024;
 /** RSV1 as `Frame.rsv` shows it (the three RSV bits, RSV1 the highest). */
 const RSV1 = 4;
 
@@ -31,18 +31,11 @@ const SHARED_RESPONSE =
 
 // What a client does (RFC 7692 §7.2.1, §7.2.2), with node:zlib
 
-function withTail(payload: Uint8Array): Uint8Array {
-  const out = new Uint8Array(payload.length + 4);
-  out.set(payload);
-  out.set(TAIL, payload.length);
-  return out;
-}
-
 /** Compresses and inflates one connection's messages, with or without context takeover. */
 class ClientDeflate {
   #takeover: boolean;
-  #deflate: ReturnType<typeof createDeflateRaw> | undefined;
-  #inflate: ReturnType<typeof createInflateRaw> | undefined;
+  #deflate: ClientStream | undefined;
+  #inflate: ClientStream | undefined;
 
   /** @param takeover Keep one zlib stream per direction across messages. */
   constructor(takeover: boolean) {
@@ -51,68 +44,19 @@ class ClientDeflate {
 
   /** A message's compressed payload, the 00 00 FF FF tail removed. */
   async compress(data: string | Uint8Array): Promise<Uint8Array> {
-    const bytes = typeof data === "string" ? encoder.encode(data) : data;
-    if (!this.#takeover) {
-      const out = deflateRawSync(bytes, { finishFlush: SYNC_FLUSH });
-      return new Uint8Array(out.subarray(0, out.length - 4));
-    }
-    const out = await flushed(this.#deflate ??= createDeflateRaw(), bytes);
-    return out.subarray(0, out.length - 4);
+    if (!this.#takeover) return clientDeflate(data);
+    return await (this.#deflate ??= new ClientStream("deflate")).message(data);
   }
 
   /** A compressed payload's message, the tail restored. */
   async inflate(payload: Uint8Array): Promise<Uint8Array> {
-    if (!this.#takeover) {
-      return new Uint8Array(inflateRawSync(withTail(payload), { finishFlush: SYNC_FLUSH }));
-    }
-    return await flushed(this.#inflate ??= createInflateRaw(), withTail(payload));
+    if (!this.#takeover) return clientInflate(payload);
+    return await (this.#inflate ??= new ClientStream("inflate")).message(payload);
   }
 
   close(): void {
-    this.#deflate?.destroy();
-    this.#inflate?.destroy();
-  }
-}
-
-/** Writes `data` to a zlib stream, sync-flushes, and gives what came out. */
-function flushed(
-  stream: ReturnType<typeof createDeflateRaw> | ReturnType<typeof createInflateRaw>,
-  data: Uint8Array,
-): Promise<Uint8Array> {
-  const chunks: Uint8Array[] = [];
-  const onData = (chunk: Uint8Array) => chunks.push(chunk);
-  return within(
-    new Promise<Uint8Array>((resolve, reject) => {
-      stream.on("data", onData);
-      stream.once("error", reject);
-      stream.write(data);
-      stream.flush(SYNC_FLUSH, () => {
-        stream.off("data", onData);
-        stream.off("error", reject);
-        resolve(new Uint8Array(Buffer.concat(chunks)));
-      });
-    }),
-    "the client's zlib stream",
-  );
-}
-
-/** `length` bytes from xorshift32: incompressible. */
-function random(length: number, seed = 1): Uint8Array {
-  const out = new Uint8Array(length);
-  let x = (0x9e3779b9 ^ seed) >>> 0 || 1;
-  for (let i = 0; i < length; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
-}
-
-function assertSameBytes(actual: Uint8Array, expected: Uint8Array, label: string): void {
-  assert.equal(actual.length, expected.length, `${label}: length`);
-  for (let i = 0; i < expected.length; i++) {
-    if (actual[i] !== expected[i]) assert.fail(`${label}: byte ${i} differs`);
+    this.#deflate?.close();
+    this.#inflate?.close();
   }
 }
 

@@ -1,14 +1,17 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import {
-  constants,
-  createDeflateRaw,
-  createInflateRaw,
-  deflateRawSync,
-  inflateRawSync,
-} from "node:zlib";
 import { WebSocketError } from "./errors.ts";
+import {
+  clientDeflate as deflate,
+  clientInflate as inflate,
+  ClientStream,
+  encoder,
+  MiB,
+  settle,
+  STATELESS as SHARED,
+  TAKEOVER as DEDICATED,
+} from "./extensions/_deflate_test_util.ts";
 import type { DeflateEngine } from "./extensions/deflate_engine.ts";
 import type { DeflateParams } from "./extensions/deflate_negotiation.ts";
 import { PerMessageDeflate } from "./extensions/permessage_deflate.ts";
@@ -18,27 +21,9 @@ import { encodeFrame } from "./frame_writer.ts";
 import { CLOSED, OPEN, Protocol, type ProtocolHost } from "./protocol.ts";
 import { concat, hex, pattern, toHex } from "./_test_util.ts";
 
-const SYNC_FLUSH = constants.Z_SYNC_FLUSH;
-const TAIL = hex("00 00 ff ff");
 const MASK = hex("37 fa 21 3d");
-const encoder = new TextEncoder();
 const utf8 = (s: string) => encoder.encode(s);
-const MiB = 1024 * 1024;
 const THRESHOLD = 1024;
-
-/** "shared" mode: no context takeover either way. */
-const SHARED: DeflateParams = {
-  serverNoContextTakeover: true,
-  clientNoContextTakeover: true,
-  serverMaxWindowBits: 15,
-  clientMaxWindowBits: 15,
-};
-/** "dedicated" mode: context takeover both ways (persistent zlib streams, asynchronous). */
-const DEDICATED: DeflateParams = {
-  ...SHARED,
-  serverNoContextTakeover: false,
-  clientNoContextTakeover: false,
-};
 
 interface Setup {
   name: string;
@@ -162,11 +147,6 @@ async function using(
   }
 }
 
-/** Lets zlib work, streams and timers run, so anything late would show. */
-function settle(ms = 30): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
 // Frames and compression as a client makes them
 
 /** A masked client frame. */
@@ -183,55 +163,9 @@ function frame(
   });
 }
 
-/** A client's compressed message without context takeover: sync flush, tail removed. */
-function deflate(data: string | Uint8Array): Uint8Array {
-  const out = deflateRawSync(typeof data === "string" ? utf8(data) : data, {
-    finishFlush: SYNC_FLUSH,
-  });
-  assert.equal(toHex(out.subarray(out.length - 4)), "00 00 ff ff");
-  return new Uint8Array(out.subarray(0, out.length - 4));
-}
-
-/** A client's inflate of one message without context takeover (RFC 7692 §7.2.2). */
-function inflate(payload: Uint8Array): Uint8Array {
-  return new Uint8Array(inflateRawSync(concat(payload, TAIL), { finishFlush: SYNC_FLUSH }));
-}
-
 /** A compressed frame of `data`. */
 function compressedFrame(opcode: number, data: string | Uint8Array): Uint8Array {
   return frame(opcode, deflate(data), { rsv1: true });
-}
-
-/** A persistent client zlib stream, sync-flushed after each message (context takeover). */
-class ClientStream {
-  #stream: ReturnType<typeof createInflateRaw> | ReturnType<typeof createDeflateRaw>;
-  #chunks: Uint8Array[] = [];
-  #inflate: boolean;
-
-  constructor(kind: "inflate" | "deflate") {
-    this.#inflate = kind === "inflate";
-    this.#stream = this.#inflate ? createInflateRaw() : createDeflateRaw();
-    this.#stream.on("data", (chunk: Uint8Array) => this.#chunks.push(chunk));
-  }
-
-  /** Inflates a payload (tail restored) or deflates a message (tail removed). */
-  message(data: string | Uint8Array): Promise<Uint8Array> {
-    const bytes = typeof data === "string" ? utf8(data) : data;
-    return new Promise((resolve, reject) => {
-      this.#stream.once("error", reject);
-      this.#stream.write(this.#inflate ? concat(bytes, TAIL) : bytes);
-      this.#stream.flush(SYNC_FLUSH, () => {
-        this.#stream.off("error", reject);
-        const out = new Uint8Array(Buffer.concat(this.#chunks));
-        this.#chunks = [];
-        resolve(this.#inflate ? out : out.subarray(0, out.length - 4));
-      });
-    });
-  }
-
-  close(): void {
-    this.#stream.destroy();
-  }
 }
 
 // Assertions

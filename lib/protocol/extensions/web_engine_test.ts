@@ -1,188 +1,32 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { constants, deflateRawSync, inflateRawSync } from "node:zlib";
-import { WebSocketError } from "../errors.ts";
-import type { DeflateCallback, MessageCompressor, MessageDecompressor } from "./deflate_engine.ts";
-import type { DeflateParams } from "./deflate_negotiation.ts";
+import {
+  assertError,
+  assertSameBytes,
+  type Call,
+  clientDeflate,
+  clientInflate,
+  compress,
+  decompress,
+  encoder,
+  endsWithTail,
+  GARBAGE,
+  INFLATE_FAILED,
+  json200,
+  MiB,
+  random,
+  repetitive,
+  RFC_EXAMPLES,
+  SAMPLES,
+  settle,
+  start,
+  STATELESS,
+  tooBig,
+} from "./_deflate_test_util.ts";
 import { webEngine } from "./web_engine.ts";
 
-const SYNC_FLUSH = constants.Z_SYNC_FLUSH;
-const TAIL = new Uint8Array([0x00, 0x00, 0xff, 0xff]);
-const encoder = new TextEncoder();
-const MiB = 1024 * 1024;
-
 /** The web engine serves no context takeover only. */
-const PARAMS: DeflateParams = {
-  serverNoContextTakeover: true,
-  clientNoContextTakeover: true,
-  serverMaxWindowBits: 15,
-  clientMaxWindowBits: 15,
-};
-
-// Data
-
-/** `length` bytes from xorshift32: incompressible. */
-function random(length: number, seed = 1): Uint8Array {
-  const out = new Uint8Array(length);
-  let x = (0x9e3779b9 ^ seed) >>> 0 || 1;
-  for (let i = 0; i < length; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
-}
-
-/** `length` bytes of text with short-range repeats: compresses well. */
-function repetitive(length: number): Uint8Array {
-  const out = new Uint8Array(length);
-  const line = encoder.encode("the quick brown fox jumps over the lazy dog #");
-  for (let i = 0; i < length; i++) out[i] = i % 97 === 96 ? 0x30 + (i % 10) : line[i % line.length];
-  return out;
-}
-
-/** A JSON message of exactly 200 bytes. */
-function json200(): Uint8Array {
-  const base = {
-    type: "update",
-    id: 12345,
-    user: { name: "Ada Lovelace", roles: ["admin", "editor"] },
-    items: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
-    ok: true,
-    note: "",
-  };
-  const bytes = encoder.encode(JSON.stringify(base)).length;
-  base.note = "x".repeat(200 - bytes);
-  const out = encoder.encode(JSON.stringify(base));
-  assert.equal(out.length, 200);
-  return out;
-}
-
-const SAMPLES: Array<[string, Uint8Array]> = [
-  ["empty", new Uint8Array(0)],
-  ["1 byte", Uint8Array.of(0x61)],
-  ["200 B JSON", json200()],
-  ["64 KiB random", random(64 * 1024, 2)],
-  ["64 KiB repetitive", repetitive(64 * 1024)],
-  ["1 MiB random", random(MiB, 3)],
-  ["1 MiB repetitive", repetitive(MiB)],
-];
-
-// Engine calls
-
-/** One engine call: its first result, and how many times its callback ran. */
-interface Call {
-  result: Promise<Uint8Array | WebSocketError>;
-  calls(): number;
-}
-
-function start(run: (done: DeflateCallback) => void): Call {
-  let calls = 0;
-  let resolve!: (result: Uint8Array | WebSocketError) => void;
-  const result = new Promise<Uint8Array | WebSocketError>((r) => resolve = r);
-  run((value) => {
-    calls++;
-    resolve(value);
-  });
-  return { result: within(result, "the engine's callback"), calls: () => calls };
-}
-
-/** Rejects if `promise` has not settled after `ms`; the timer never outlives the wait. */
-function within<T>(promise: Promise<T>, what: string, ms = 5000): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
-}
-
-/** Lets pending stream work and timers run, so a second callback would show. */
-function settle(ms = 30): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-async function compress(compressor: MessageCompressor, data: Uint8Array): Promise<Uint8Array> {
-  const result = await start((done) => compressor.compress(data, done)).result;
-  if (result instanceof WebSocketError) throw result;
-  return result;
-}
-
-async function decompress(
-  decompressor: MessageDecompressor,
-  data: Uint8Array,
-  limit: number,
-): Promise<Uint8Array> {
-  const result = await start((done) => decompressor.decompress(data, limit, done)).result;
-  if (result instanceof WebSocketError) throw result;
-  return result;
-}
-
-// What a client does
-
-function withTail(payload: Uint8Array): Uint8Array {
-  const out = new Uint8Array(payload.length + 4);
-  out.set(payload);
-  out.set(TAIL, payload.length);
-  return out;
-}
-
-function endsWithTail(payload: Uint8Array): boolean {
-  const n = payload.length;
-  return n >= 4 && payload[n - 4] === 0 && payload[n - 3] === 0 && payload[n - 2] === 0xff &&
-    payload[n - 1] === 0xff;
-}
-
-/** A client's compressed message without context takeover: sync flush, tail removed. */
-function clientDeflate(data: Uint8Array): Uint8Array {
-  const out = deflateRawSync(data, { finishFlush: SYNC_FLUSH });
-  assert.ok(endsWithTail(out));
-  return new Uint8Array(out.subarray(0, out.length - 4));
-}
-
-/** A client's inflate of one message without context takeover (RFC 7692 §7.2.2). */
-function clientInflate(payload: Uint8Array): Uint8Array {
-  return new Uint8Array(inflateRawSync(withTail(payload), { finishFlush: SYNC_FLUSH }));
-}
-
-// Assertions
-
-function assertSameBytes(actual: Uint8Array, expected: Uint8Array, label: string): void {
-  assert.equal(actual.length, expected.length, `${label}: length`);
-  for (let i = 0; i < expected.length; i++) {
-    if (actual[i] !== expected[i]) assert.fail(`${label}: byte ${i} differs`);
-  }
-}
-
-function assertError(
-  result: Uint8Array | WebSocketError,
-  code: string,
-  closeCode: number,
-  message: string,
-): void {
-  assert.ok(result instanceof WebSocketError, `expected a WebSocketError, got ${result}`);
-  assert.equal(result.name, "WebSocketError");
-  assert.equal(result.code, code);
-  assert.equal(result.closeCode, closeCode);
-  assert.equal(result.message, message);
-}
-
-const INFLATE_FAILED = "Invalid compressed data: the message does not inflate";
-const tooBig = (limit: number) => `Message too big: it inflates to more than ${limit} bytes`;
-
-/** Starts with a block of reserved type 3 (BFINAL=1, BTYPE=11): never valid DEFLATE. */
-const GARBAGE = new Uint8Array([0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
-
-// RFC 7692 §7.2.3: the payloads of its examples, each "Hello".
-const RFC_EXAMPLES: Array<[string, number[]]> = [
-  ["§7.2.3.1 one block", [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]],
-  ["§7.2.3.3 a block with BFINAL set", [0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00]],
-  [
-    "§7.2.3.4 two blocks",
-    [0xf2, 0x48, 0x05, 0x00, 0x00, 0x00, 0xff, 0xff, 0xca, 0xc9, 0xc9, 0x07, 0x00],
-  ],
-  ["§7.2.3.5 a stored block", [0x00, 0x05, 0x00, 0xfa, 0xff, 0x48, 0x65, 0x6c, 0x6c, 0x6f, 0x00]],
-];
+const PARAMS = STATELESS;
 
 /**
  * Counts what every DecompressionStream made while `body` runs: the engine reads its output in
