@@ -30,6 +30,9 @@ class NullTransport implements Transport {
     this.writes++;
     this.bytes += chunk.length;
   }
+  writeUrgent(chunk: Uint8Array): void {
+    this.write(chunk);
+  }
   end(): void {}
   destroy(): void {}
   pause(): void {}
@@ -41,6 +44,7 @@ const noopTransport: Transport = {
   remotePort: 0,
   bufferedAmount: 0,
   write() {},
+  writeUrgent() {},
   end() {},
   destroy() {},
   pause() {},
