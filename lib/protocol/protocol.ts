@@ -143,7 +143,9 @@ export class Protocol implements FrameSink {
   // A message we send as a stream of fragments: its opcode until the first fragment is out,
   // and the sends made meanwhile, which follow it.
   #streamOpcode = -1;
-  #heldSends: Array<{ data: string | Uint8Array; compress: boolean | undefined }> | undefined;
+  #heldSends:
+    | Array<{ opcode: number; bytes: Uint8Array; compress: boolean | undefined }>
+    | undefined;
   #slots: Slot[] = [];
   #closedAfterSlots: { code: number; reason: string } | undefined;
   #onInflated = (result: Uint8Array | WebSocketError): void => this.#inflated(result);
@@ -222,13 +224,6 @@ export class Protocol implements FrameSink {
    */
   send(data: string | Uint8Array, owned = false, compress?: boolean): number {
     this.#assertOpen("send");
-    const held = this.#heldSends;
-    if (held !== undefined) {
-      // A fragmented message is being sent: no other data frame may come between its
-      // fragments (RFC 6455 §5.4), so this message follows it.
-      held.push({ data: owned || typeof data === "string" ? data : data.slice(), compress });
-      return typeof data === "string" ? data.length : data.length;
-    }
     let opcode: number = Opcode.Binary;
     let bytes: Uint8Array;
     if (typeof data === "string") {
@@ -243,6 +238,18 @@ export class Protocol implements FrameSink {
     } else {
       bytes = data;
     }
+    const held = this.#heldSends;
+    if (held !== undefined) {
+      // A fragmented message is being sent: no other data frame may come between its
+      // fragments (RFC 6455 §5.4), so this message follows it.
+      held.push({ opcode, bytes: owned ? bytes : bytes.slice(), compress });
+    } else {
+      this.#sendBytes(opcode, bytes, owned, compress);
+    }
+    return bytes.length;
+  }
+
+  #sendBytes(opcode: number, bytes: Uint8Array, owned: boolean, compress?: boolean): void {
     const deflate = this.#deflate;
     if (
       deflate !== undefined && compress !== false &&
@@ -252,10 +259,9 @@ export class Protocol implements FrameSink {
       // once with a synchronous engine: then the slot is written and gone before this returns).
       this.#slots.push({ opcode, payload: undefined, rsv1: true, fin: true });
       deflate.compressor.compress(bytes, this.#onDeflated);
-      return bytes.length;
+      return;
     }
     this.#emit(opcode, bytes, false, owned);
-    return bytes.length;
   }
 
   /**
@@ -306,7 +312,7 @@ export class Protocol implements FrameSink {
     this.#heldSends = undefined;
     this.#streamOpcode = -1;
     if (this.#readyState !== OPEN) return;
-    for (const { data, compress } of held) this.send(data, true, compress);
+    for (const { opcode, bytes, compress } of held) this.#sendBytes(opcode, bytes, true, compress);
   }
 
   /**

@@ -210,6 +210,8 @@ export class ServerWebSocket<T = undefined> {
    * messages sent meanwhile follow the stream (fragments of one message may not be interleaved
    * with others, RFC 6455 §5.4). Fragments are sent uncompressed. If `source` fails, the
    * message cannot be finished: the connection is closed with 1011 and the promise rejects.
+   * Closing the connection while a stream is being sent ends it there: the messages waiting
+   * behind it are dropped.
    *
    * @param source The message's bytes (or, for text, strings or UTF-8 bytes).
    * @param options `binary: false` sends a text message. @default {{ binary: true }}
