@@ -54,16 +54,24 @@ test("backpressure: a client that stops reading gets Backpressure, then Dropped,
   const drains = new Queue<void>();
   await withServer({
     maxBackpressure: CAP,
-    message(ws) {
-      flood(ws).then(flooded.resolve);
+    message(ws, data) {
+      if (data === "go") flood(ws).then(flooded.resolve);
+      else ws.send(data);
     },
     drain() {
       drains.push();
     },
   }, async ({ open }) => {
     const { client } = await open();
+    const other = (await open()).client;
     client.socket.pause();
     await client.sendFrame(Op.Text, "go");
+    // Another client is not slowed down by the one that stopped reading.
+    for (let i = 0; i < 20; i++) {
+      await other.sendFrame(Op.Text, `echo ${i}`);
+      const frame = await other.nextFrame(2000);
+      assert.equal(new TextDecoder().decode(frame.payload), `echo ${i}`);
+    }
     const { statuses, maxBuffered } = await flooded.promise;
     assert.equal(statuses.at(-1), SendStatus.Dropped, "the flood should end in a drop");
     assert.ok(statuses.includes(SendStatus.Backpressure), "backpressure before the drop");
