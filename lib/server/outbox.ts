@@ -10,12 +10,17 @@ import type { Transport } from "./transport.ts";
 
 /** Payloads from this size on, when the caller gives them up, are sent without a copy. */
 export const ZERO_COPY_THRESHOLD = 16 * 1024;
-const BUFFER_SIZE = 64 * 1024;
-const POOL_LIMIT = 64;
-
 // Buffers that corked frames are framed into. A connection takes one at its first write in a
-// tick and returns it after the flush, so an idle connection holds none.
-const pool: Uint8Array[] = [];
+// tick and returns it after the flush, so an idle connection holds none. The first is small: a
+// broadcast makes every subscriber cork a frame in the same tick, and 1,000 subscribers with a
+// 64 KiB buffer each made 64 MB of garbage per broadcast (bench/fanout_overload.ts); a tick
+// that needs more moves up to a large buffer.
+const SMALL = 4 * 1024;
+const LARGE = 64 * 1024;
+const smallPool: Uint8Array[] = [];
+const largePool: Uint8Array[] = [];
+const SMALL_POOL_LIMIT = 1024;
+const LARGE_POOL_LIMIT = 16;
 const dirty: Outbox[] = [];
 let flushScheduled = false;
 
@@ -136,7 +141,11 @@ export class Outbox {
     if (buffer === undefined) return;
     this.#buffer = undefined;
     this.#start = this.#end = 0;
-    if (buffer.length === BUFFER_SIZE && pool.length < POOL_LIMIT) pool.push(buffer);
+    if (buffer.length === SMALL) {
+      if (smallPool.length < SMALL_POOL_LIMIT) smallPool.push(buffer);
+    } else if (buffer.length === LARGE && largePool.length < LARGE_POOL_LIMIT) {
+      largePool.push(buffer);
+    }
   }
 
   /** Ends the current run of buffered bytes as a segment of its own. */
@@ -151,15 +160,20 @@ export class Outbox {
   #reserve(bytes: number): void {
     const buffer = this.#buffer;
     if (buffer === undefined) {
-      this.#buffer = bytes <= BUFFER_SIZE
-        ? (pool.pop() ?? new Uint8Array(BUFFER_SIZE))
-        : new Uint8Array(bytes);
+      this.#buffer = take(bytes, SMALL);
       return;
     }
     if (this.#end + bytes <= buffer.length) return;
-    // Full: what is in it becomes a segment; framing continues in a fresh buffer.
+    // Full: what is in it becomes a segment; framing goes on in a larger buffer.
     this.#seal();
-    this.#buffer = new Uint8Array(Math.max(bytes, BUFFER_SIZE));
+    this.#buffer = take(bytes, LARGE);
     this.#start = this.#end = 0;
   }
+}
+
+/** A buffer for at least `bytes`: a pooled small one if `size` allows, else a pooled large one. */
+function take(bytes: number, size: number): Uint8Array {
+  if (size === SMALL && bytes <= SMALL) return smallPool.pop() ?? new Uint8Array(SMALL);
+  if (bytes <= LARGE) return largePool.pop() ?? new Uint8Array(LARGE);
+  return new Uint8Array(bytes);
 }

@@ -1,0 +1,211 @@
+/**
+ * The server bench/fanout_overload.ts starts as a child process, so that its memory
+ * (/proc/PID/status) is its own: one publisher fans binary messages out to every subscriber,
+ * under a backpressure limit, and counts what each `ws.send` returned.
+ *
+ *     deno run -A bench/fanout_overload_server.ts --port 9010 [--policy drop|close]
+ *         [--max-backpressure BYTES] [--hostname 127.0.0.1] [--stdin-lifeline]
+ *     bun bench/fanout_overload_server.ts --port 9010 ...
+ *
+ * Defaults: port 0 (any free port), policy `drop`, max-backpressure 65536, hostname 127.0.0.1.
+ *
+ * A connection to path `/pub` is the publisher; every other connection is a subscriber (one
+ * whose URL has `?slow` is counted apart, so the benchmark can tell whose messages were
+ * dropped; it is served like any other). From
+ * the publisher, a binary message is sent to every subscriber; a text message is a command:
+ * `stats` is answered with a JSON text of {@linkcode Stats}, `gc` runs a full garbage
+ * collection (`Bun.gc`, or `gc()` in Deno with `--v8-flags=--expose-gc`) and is answered `gc`.
+ *
+ * Prints `ready PORT PID` once listening, and `stats {…}` when it stops: on SIGTERM or
+ * SIGINT, and with `--stdin-lifeline` also when stdin ends (so it never outlives a parent that
+ * spawned it with a pipe).
+ *
+ * @module
+ */
+import process from "node:process";
+import { SendStatus, serve, type ServerWebSocket } from "../mod.ts";
+
+function option(name: string, fallback: string): string {
+  const at = process.argv.indexOf(`--${name}`);
+  return at !== -1 && at + 1 < process.argv.length ? process.argv[at + 1] : fallback;
+}
+
+const policy = option("policy", "drop");
+if (policy !== "drop" && policy !== "close") {
+  throw new RangeError(`--policy must be drop or close, not ${policy}`);
+}
+const maxBackpressure = Number(option("max-backpressure", "65536"));
+const port = Number(option("port", "0"));
+
+/** What `ws.send` returned, counted. */
+export interface SendCounts {
+  /** `SendStatus.Sent`. */
+  sent: number;
+  /** `SendStatus.Backpressure`: queued behind unsent data (still delivered). */
+  backpressure: number;
+  /** `SendStatus.Dropped`: over `maxBackpressure`, not sent. */
+  dropped: number;
+  /** Skipped because the subscriber was closing (policy `close`). */
+  skipped: number;
+}
+
+/** The server's counters, as the `stats` command answers them. */
+export interface Stats extends SendCounts {
+  /** Subscribers open now. */
+  subscribers: number;
+  /** Binary messages from the publisher. */
+  published: number;
+  /** The part of the send counts that went to subscribers tagged `?slow`. */
+  slow: SendCounts;
+  /** `drain` handler calls: a backed-up subscriber wrote out everything it had queued. */
+  drains: number;
+  /** Subscribers closed so far, by close code. */
+  closes: Record<string, number>;
+  /** Bytes queued now (`ws.bufferedAmount`), summed over all subscribers. */
+  queued: number;
+  /** … over the subscribers tagged `?slow`. */
+  queuedSlow: number;
+  /** The most any one subscriber has queued now. */
+  maxQueued: number;
+  /** The most any subscriber had queued at any `stats` so far. */
+  peakQueued: number;
+  /** The most all subscribers together had queued at any `stats` so far. */
+  peakQueuedTotal: number;
+  /** `process.memoryUsage()` now, in bytes: where the resident memory is. */
+  memory: { heapTotal: number; heapUsed: number; external: number; arrayBuffers: number };
+}
+
+interface Peer {
+  publisher: boolean;
+  slow: boolean;
+}
+
+const subscribers = new Set<ServerWebSocket<Peer>>();
+function counts(): SendCounts {
+  return { sent: 0, backpressure: 0, dropped: 0, skipped: 0 };
+}
+
+const stats: Stats = {
+  subscribers: 0,
+  published: 0,
+  ...counts(),
+  slow: counts(),
+  drains: 0,
+  closes: {},
+  queued: 0,
+  queuedSlow: 0,
+  maxQueued: 0,
+  peakQueued: 0,
+  peakQueuedTotal: 0,
+  memory: { heapTotal: 0, heapUsed: 0, external: 0, arrayBuffers: 0 },
+};
+
+function snapshot(): Stats {
+  let queued = 0;
+  let queuedSlow = 0;
+  let maxQueued = 0;
+  for (const ws of subscribers) {
+    const amount = ws.bufferedAmount;
+    queued += amount;
+    if (ws.data.slow) queuedSlow += amount;
+    if (amount > maxQueued) maxQueued = amount;
+  }
+  stats.subscribers = subscribers.size;
+  stats.queued = queued;
+  stats.queuedSlow = queuedSlow;
+  stats.maxQueued = maxQueued;
+  stats.peakQueued = Math.max(stats.peakQueued, maxQueued);
+  stats.peakQueuedTotal = Math.max(stats.peakQueuedTotal, queued);
+  const { heapTotal, heapUsed, external, arrayBuffers } = process.memoryUsage();
+  stats.memory = { heapTotal, heapUsed, external, arrayBuffers };
+  return stats;
+}
+
+/** A full collection: `Bun.gc(true)` in Bun, `gc()` in Deno with `--v8-flags=--expose-gc`. */
+function collect(): void {
+  const bun = (globalThis as { Bun?: { gc(force: boolean): void } }).Bun;
+  if (bun !== undefined) bun.gc(true);
+  else (globalThis as { gc?: () => void }).gc?.();
+}
+
+const server = serve<Peer>({
+  hostname: option("hostname", "127.0.0.1"),
+  port,
+  maxBackpressure,
+  backpressurePolicy: policy,
+  // The benchmark measures backpressure, not liveness: a subscriber that stops reading answers
+  // no ping (so a heartbeat would drop it after 40 s) and sends no data (idle timeout).
+  heartbeat: false,
+  idleTimeout: 0,
+  upgrade(request) {
+    const publisher = request.url.pathname === "/pub";
+    return { data: { publisher, slow: !publisher && request.url.searchParams.has("slow") } };
+  },
+  open(ws) {
+    if (!ws.data.publisher) subscribers.add(ws);
+  },
+  message(ws, data, isBinary) {
+    if (!ws.data.publisher) return;
+    if (!isBinary) {
+      if (data === "stats") ws.send(JSON.stringify(snapshot()));
+      else if (data === "gc") {
+        collect();
+        collect();
+        ws.send("gc");
+      }
+      return;
+    }
+    stats.published++;
+    // Topics do not exist yet (README: "topics … are next"), so this broadcast is a loop over
+    // the subscribers calling ws.send(data) on each: the message is framed once per
+    // subscriber, not once for all of them as a topic publish will do.
+    for (const subscriber of subscribers) {
+      const counted = subscriber.data.slow ? stats.slow : undefined;
+      // Policy "close": a subscriber over the limit is closing until its close completes.
+      if (subscriber.readyState !== 1) {
+        stats.skipped++;
+        if (counted) counted.skipped++;
+        continue;
+      }
+      const status = subscriber.send(data);
+      if (status === SendStatus.Sent) {
+        stats.sent++;
+        if (counted) counted.sent++;
+      } else if (status === SendStatus.Backpressure) {
+        stats.backpressure++;
+        if (counted) counted.backpressure++;
+      } else {
+        stats.dropped++;
+        if (counted) counted.dropped++;
+      }
+    }
+  },
+  drain() {
+    stats.drains++;
+  },
+  close(ws, code) {
+    if (ws.data.publisher) return;
+    subscribers.delete(ws);
+    stats.closes[code] = (stats.closes[code] ?? 0) + 1;
+  },
+});
+
+let stopping = false;
+async function stop(): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  console.log(`stats ${JSON.stringify(snapshot())}`);
+  // Subscribers that stopped reading never answer our Close frame: do not wait long.
+  await server.shutdown({ timeout: 500 });
+  process.exit(0);
+}
+
+process.on("SIGTERM", stop);
+process.on("SIGINT", stop);
+if (process.argv.includes("--stdin-lifeline")) {
+  process.stdin.on("end", stop);
+  process.stdin.on("close", stop);
+  process.stdin.resume();
+}
+
+console.log(`ready ${server.port} ${process.pid}`);
