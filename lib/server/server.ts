@@ -233,16 +233,18 @@ function resolveDeflate(
   integer(memLevel, 1, 9, "perMessageDeflate.memLevel");
   integer(threshold, 0, Number.MAX_SAFE_INTEGER, "perMessageDeflate.threshold");
   const shared = mode === "shared";
+  const chosen = engine === "zlib" ? zlibEngine : webEngine;
   const negotiation = {
     serverNoContextTakeover: shared,
     clientNoContextTakeover: shared,
     serverMaxWindowBits,
+    serverMinWindowBits: chosen.minWindowBits,
     clientMaxWindowBits,
   };
   // Checks the window bits now (RangeError), not at the first handshake.
   negotiateDeflate([], negotiation);
   return {
-    engine: engine === "zlib" ? zlibEngine : webEngine,
+    engine: chosen,
     negotiation,
     threshold,
     tuning: { level, memLevel },

@@ -55,6 +55,8 @@ export interface DeflateTuning {
 export interface DeflateEngine {
   /** The engine's name, for reports. */
   readonly name: string;
+  /** The smallest window (base-2 logarithm) its compressor can keep to, 8 to 15. */
+  readonly minWindowBits: number;
   /**
    * A compressor for the server's messages.
    *

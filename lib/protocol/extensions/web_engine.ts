@@ -135,6 +135,8 @@ const decompressor = new WebDecompressor();
  */
 export const webEngine: DeflateEngine = {
   name: "web",
+  // CompressionStream has no window setting: it always uses 15 bits.
+  minWindowBits: 15,
   compressor(): MessageCompressor {
     // Ordering is per connection, so each connection gets its own (stateless) queue.
     return new WebCompressor();

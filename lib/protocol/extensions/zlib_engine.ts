@@ -250,6 +250,8 @@ const statelessDecompressor = new StatelessDecompressor();
  */
 export const zlibEngine: DeflateEngine = {
   name: "zlib",
+  // 8 is kept to with a 9-bit window: see windowBits().
+  minWindowBits: 8,
   compressor(params: DeflateParams, tuning: DeflateTuning): MessageCompressor {
     const options: ZlibOptions = {
       finishFlush: SYNC_FLUSH,
