@@ -9,6 +9,7 @@
  * @module
  */
 import { createHash } from "node:crypto";
+import { TCHAR } from "./_http_token.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Byte tables
@@ -19,16 +20,6 @@ const CR = 0x0d;
 const SP = 0x20;
 const COLON = 0x3a;
 const DEL = 0x7f;
-
-/**
- * tchar of RFC 9110 §5.6.2: 0 = not a tchar, 1 = a tchar, 3 = an upper-case letter (bit 2 tells
- * the parser that a field name needs lower-casing).
- */
-const TCHAR = new Uint8Array(256);
-for (const c of "!#$%&'*+-.^_`|~") TCHAR[c.charCodeAt(0)] = 1;
-for (let c = 0x30; c <= 0x39; c++) TCHAR[c] = 1;
-for (let c = 0x61; c <= 0x7a; c++) TCHAR[c] = 1;
-for (let c = 0x41; c <= 0x5a; c++) TCHAR[c] = 3;
 
 /** Base64 alphabet (RFC 4648 §4): 1 for each of its 64 characters. */
 const BASE64 = new Uint8Array(128);

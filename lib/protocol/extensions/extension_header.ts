@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { tchar } from "../_http_token.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Character tables
@@ -17,21 +18,6 @@ const COMMA = 0x2c;
 const SEMICOLON = 0x3b;
 const EQUALS = 0x3d;
 const BACKSLASH = 0x5c;
-
-/**
- * tchar of RFC 7230 §3.2.6: 0 = not a tchar, 1 = a tchar, 3 = an upper-case letter (bit 2 tells
- * the parser that a name needs lower-casing).
- */
-const TCHAR = new Uint8Array(128);
-for (const c of "!#$%&'*+-.^_`|~") TCHAR[c.charCodeAt(0)] = 1;
-for (let c = 0x30; c <= 0x39; c++) TCHAR[c] = 1;
-for (let c = 0x61; c <= 0x7a; c++) TCHAR[c] = 1;
-for (let c = 0x41; c <= 0x5a; c++) TCHAR[c] = 3;
-
-/** The TCHAR entry of a UTF-16 code unit: 0 for anything outside ASCII. */
-function tchar(c: number): number {
-  return c < 0x80 ? TCHAR[c] : 0;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Parser
