@@ -620,3 +620,34 @@ describe("Protocol + permessage-deflate: sending", () => {
     });
   }
 });
+
+describe("Protocol + permessage-deflate: a window the engine cannot keep to", () => {
+  it("the web engine, held to a 9-bit window, sends uncompressed and still reads compressed", async () => {
+    const params: DeflateParams = { ...SHARED, serverMaxWindowBits: 9 };
+    await using({ engine: webEngine, params }, async (protocol, host) => {
+      const big = "x".repeat(4 * THRESHOLD);
+      protocol.send(big);
+      protocol.send(big, false, true);
+      assert.deepEqual(
+        host.writes.map((w) => [w.opcode, w.rsv1, w.payload.length]),
+        [[1, false, big.length], [1, false, big.length]],
+        "nothing compressed: CompressionStream always uses a 15-bit window",
+      );
+      protocol.receive(compressedFrame(1, "hello"));
+      await host.until(() => host.events.some((e) => e.type === "message"), "the message");
+      assert.deepEqual(host.events.find((e) => e.type === "message"), {
+        type: "message",
+        data: "hello",
+        isBinary: false,
+      });
+    });
+  });
+
+  it("the zlib engine keeps to it (its 9-bit window reaches back at most 250 bytes)", async () => {
+    const params: DeflateParams = { ...SHARED, serverMaxWindowBits: 9 };
+    await using({ engine: zlibEngine, params }, (protocol, host) => {
+      protocol.send("x".repeat(4 * THRESHOLD));
+      assert.equal(host.writes[0].rsv1, true);
+    });
+  });
+});

@@ -252,7 +252,7 @@ export class Protocol implements FrameSink {
   #sendBytes(opcode: number, bytes: Uint8Array, owned: boolean, compress?: boolean): void {
     const deflate = this.#deflate;
     if (
-      deflate !== undefined && compress !== false &&
+      deflate !== undefined && deflate.compresses && compress !== false &&
       (compress === true || bytes.length >= deflate.threshold)
     ) {
       // The slot keeps this message's place in the send order while it is compressed (at

@@ -238,7 +238,6 @@ function resolveDeflate(
     serverNoContextTakeover: shared,
     clientNoContextTakeover: shared,
     serverMaxWindowBits,
-    serverMinWindowBits: chosen.minWindowBits,
     clientMaxWindowBits,
   };
   // Checks the window bits now (RangeError), not at the first handshake.

@@ -44,14 +44,6 @@ export interface DeflateNegotiationOptions {
    */
   serverMaxWindowBits?: number;
   /**
-   * The base-2 logarithm of the smallest window the server's compressor can use, 8 to 15. An
-   * offer whose `server_max_window_bits` asks for less is declined: the server could not keep
-   * to it (RFC 7692 §7.1.2.1). CompressionStream, for one, always uses 15.
-   *
-   * @default {8}
-   */
-  serverMinWindowBits?: number;
-  /**
    * The base-2 logarithm of the largest LZ77 window the server lets the client compress with,
    * 8 to 15. It can only be sent to a client whose offer had `client_max_window_bits`
    * (RFC 7692 §7.1.2.2); other clients may use 15.
@@ -181,13 +173,6 @@ export function negotiateDeflate(
   options?: DeflateNegotiationOptions,
 ): DeflateAgreement | undefined {
   const serverMax = checkBits("serverMaxWindowBits", options?.serverMaxWindowBits ?? 15);
-  const serverMin = checkBits("serverMinWindowBits", options?.serverMinWindowBits ?? 8);
-  if (serverMin > serverMax) {
-    throw new RangeError(
-      `Cannot negotiate permessage-deflate: serverMaxWindowBits (${serverMax}) is below ` +
-        `serverMinWindowBits (${serverMin})`,
-    );
-  }
   const clientMax = checkBits("clientMaxWindowBits", options?.clientMaxWindowBits ?? 15);
   const serverNoContextTakeover = options?.serverNoContextTakeover === true;
   const clientNoContextTakeover = options?.clientNoContextTakeover === true;
@@ -199,7 +184,6 @@ export function negotiateDeflate(
       serverNoContextTakeover,
       clientNoContextTakeover,
       serverMax,
-      serverMin,
       clientMax,
     );
     if (agreement !== undefined) return agreement;
@@ -213,7 +197,6 @@ function accept(
   serverNoContextTakeover: boolean,
   clientNoContextTakeover: boolean,
   serverMax: number,
-  serverMin: number,
   clientMax: number,
 ): DeflateAgreement | undefined {
   let seen = 0;
@@ -263,7 +246,6 @@ function accept(
   // RFC 7692 §7.1.2.1: the answer to server_max_window_bits=N has a value ≤ N; without an
   // offer, the server may still tell the client that its window is smaller than 15.
   let serverMaxWindowBits = 15;
-  if (serverOffered > 0 && serverOffered < serverMin) return undefined;
   if (serverOffered > 0) {
     serverMaxWindowBits = serverOffered < serverMax ? serverOffered : serverMax;
     response += `; server_max_window_bits=${serverMaxWindowBits}`;

@@ -558,28 +558,3 @@ describe("negotiateDeflate: properties", () => {
     );
   });
 });
-
-describe("negotiateDeflate with serverMinWindowBits", () => {
-  it("declines an offer whose server_max_window_bits the compressor cannot keep to", () => {
-    const offers = parseExtensions(
-      "permessage-deflate; server_max_window_bits=9, permessage-deflate; client_max_window_bits",
-    ) as ExtensionOffer[];
-    const agreement = negotiateDeflate(offers, { serverMinWindowBits: 15 });
-    // The first offer asks for a 9-bit window: declined; the second is taken.
-    assert.equal(agreement?.response, "permessage-deflate");
-    assert.equal(agreement?.params.serverMaxWindowBits, 15);
-    assert.equal(negotiateDeflate(offers.slice(0, 1), { serverMinWindowBits: 15 }), undefined);
-    // A compressor that can keep to 8 takes the first offer.
-    assert.equal(
-      negotiateDeflate(offers, { serverMinWindowBits: 8 })?.params.serverMaxWindowBits,
-      9,
-    );
-  });
-
-  it("refuses a serverMaxWindowBits below serverMinWindowBits", () => {
-    assert.throws(
-      () => negotiateDeflate([], { serverMaxWindowBits: 10, serverMinWindowBits: 15 }),
-      RangeError,
-    );
-  });
-});

@@ -19,6 +19,12 @@ export class PerMessageDeflate {
   readonly params: DeflateParams;
   /** Messages shorter than this are sent uncompressed unless the sender asks otherwise. */
   readonly threshold: number;
+  /**
+   * Whether our messages may be compressed at all: not when the client asked for a smaller
+   * window (`server_max_window_bits`) than the engine can keep to. Then every message goes out
+   * uncompressed, which RFC 7692 allows for any message, and the promise holds trivially.
+   */
+  readonly compresses: boolean;
   #engine: DeflateEngine;
   #tuning: DeflateTuning;
   #compressor: MessageCompressor | undefined;
@@ -42,6 +48,7 @@ export class PerMessageDeflate {
     this.params = params;
     this.threshold = threshold;
     this.#tuning = tuning;
+    this.compresses = params.serverMaxWindowBits >= engine.minWindowBits;
   }
 
   /** The compressor for our messages, made on first use. */
