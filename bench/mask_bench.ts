@@ -16,7 +16,7 @@
  */
 import { medians, runtime } from "./_report.ts";
 import { bench, do_not_optimize, measure, run, summary } from "mitata";
-import { unmask, WORD_MASK_THRESHOLD } from "../lib/protocol/mask.ts";
+import { unmask, unmaskWords, WORD_MASK_THRESHOLD } from "../lib/protocol/mask.ts";
 import { headerSize } from "../lib/protocol/frame_writer.ts";
 
 const LENGTHS = [8, 32, 64, 125, 256, 1024, 64 * 1024, 1024 * 1024];
@@ -25,33 +25,11 @@ const SWEEP = [16, 24, 48, 96, 192];
 const SWEEP_CPU_TIME = 100e6; // ns per measurement, a sixth of mitata's default
 
 const MASK = new Uint8Array([0x37, 0xfa, 0x21, 0x3d]);
-const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
 /** The reference: one byte at a time. */
 function byteLoop(data: Uint8Array, mask: Uint8Array, offset = 0): void {
   const length = data.length;
   for (let i = 0; i < length; i++) data[i] ^= mask[(i + offset) & 3];
-}
-
-/** mask.ts's word-wise path with no threshold: aligned head, 32-bit words, tail. */
-function wordLoop(data: Uint8Array, mask: Uint8Array, offset = 0): void {
-  const length = data.length;
-  let i = 0;
-  const head = Math.min((4 - (data.byteOffset & 3)) & 3, length);
-  for (; i < head; i++) data[i] ^= mask[(i + offset) & 3];
-  const start = i + offset;
-  const b0 = mask[start & 3];
-  const b1 = mask[(start + 1) & 3];
-  const b2 = mask[(start + 2) & 3];
-  const b3 = mask[(start + 3) & 3];
-  const word = LITTLE_ENDIAN
-    ? (b0 | (b1 << 8) | (b2 << 16) | (b3 << 24))
-    : ((b0 << 24) | (b1 << 16) | (b2 << 8) | b3);
-  const words = (length - i) >>> 2;
-  const view = new Uint32Array(data.buffer, data.byteOffset + i, words);
-  for (let w = 0; w < words; w++) view[w] ^= word;
-  i += words << 2;
-  for (; i < length; i++) data[i] ^= mask[(i + offset) & 3];
 }
 
 /** A payload view placed as in a chunk holding one masked frame of that length. */
@@ -69,7 +47,7 @@ for (const length of [...LENGTHS, ...SWEEP, 1, 3, 5]) {
   const c = a.slice();
   unmask(a, MASK, 1);
   byteLoop(b, MASK, 1);
-  wordLoop(c, MASK, 1);
+  unmaskWords(c, MASK, 1);
   for (let i = 0; i < length; i++) {
     if (a[i] !== b[i] || b[i] !== c[i]) throw new Error(`mismatch at ${i} of ${length}`);
   }
@@ -84,7 +62,7 @@ for (const length of LENGTHS) {
   summary(() => {
     bench(`unmask ${label(length)}`, () => do_not_optimize(unmask(data, MASK)));
     bench(`byte loop ${label(length)}`, () => do_not_optimize(byteLoop(data, MASK)));
-    bench(`word loop ${label(length)}`, () => do_not_optimize(wordLoop(data, MASK)));
+    bench(`word loop ${label(length)}`, () => do_not_optimize(unmaskWords(data, MASK)));
   });
 }
 
@@ -92,7 +70,7 @@ for (const length of LENGTHS) {
 const byName = medians(await run());
 for (const length of SWEEP) {
   const data = payload(length);
-  for (const [name, loop] of [["byte loop", byteLoop], ["word loop", wordLoop]] as const) {
+  for (const [name, loop] of [["byte loop", byteLoop], ["word loop", unmaskWords]] as const) {
     const stats = await measure(() => do_not_optimize(loop(data, MASK)), {
       min_cpu_time: SWEEP_CPU_TIME,
     });
