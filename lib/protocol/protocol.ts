@@ -360,11 +360,7 @@ export class Protocol implements FrameSink {
    */
   fail(error: WebSocketError): void {
     if (this.#readyState === CLOSED) return;
-    this.#parser.stop();
-    this.#readyState = CLOSED;
-    this.#resetMessage();
-    this.#slots.length = 0;
-    this.#closedAfterSlots = undefined;
+    this.lost();
     // 1006 (a lost connection, a close timeout) is never sent (RFC 6455 §7.4.1): no frame then.
     if (!this.#closeSent && isValidCloseCode(error.closeCode)) {
       this.#closeSent = true;

@@ -344,22 +344,14 @@ export class Connection<T> implements TransportHandler, WebSocketDriver {
   /** @internal */
   sendMessage(data: string | Uint8Array, owned: boolean, compress?: boolean): SendStatus {
     const protocol = this.#protocol!;
-    if (
-      protocol.readyState === OPEN &&
-      this.#outbox.corked + this.transport.bufferedAmount > this.#options.maxBackpressure
-    ) {
+    if (protocol.readyState === OPEN && this.bufferedAmount > this.#options.maxBackpressure) {
       this.#dropped++;
       this.#backpressured = true;
       if (this.#options.backpressurePolicy === "close") this.startClose(1008, "Backpressure limit");
       return SendStatus.Dropped;
     }
     protocol.send(data, owned, compress); // Throws if closing or closed.
-    // Backpressure: the socket has not taken everything, or this tick's sends already pass the
-    // high-water mark (sends in one tick are corked, so the socket has not seen them yet).
-    if (
-      this.transport.bufferedAmount !== 0 ||
-      this.#outbox.corked > Math.min(HIGH_WATER_MARK, this.#options.maxBackpressure)
-    ) {
+    if (this.isBackedUp) {
       this.#backpressured = true;
       return SendStatus.Backpressure;
     }
@@ -368,7 +360,7 @@ export class Connection<T> implements TransportHandler, WebSocketDriver {
 
   /** @internal */
   flushed(): Promise<void> {
-    if (this.#gone || this.#outbox.corked + this.transport.bufferedAmount === 0) {
+    if (this.#gone || this.bufferedAmount === 0) {
       return Promise.resolve();
     }
     return new Promise((resolve) => this.#flushWaiters.push(resolve));
@@ -404,7 +396,10 @@ export class Connection<T> implements TransportHandler, WebSocketDriver {
 
   /** @internal */
   get isBackedUp(): boolean {
-    return this.transport.bufferedAmount !== 0 || this.#outbox.corked > HIGH_WATER_MARK;
+    // The socket has not taken everything, or this tick's sends already pass the high-water
+    // mark (sends in one tick are corked, so the socket has not seen them yet).
+    return this.transport.bufferedAmount !== 0 ||
+      this.#outbox.corked > Math.min(HIGH_WATER_MARK, this.#options.maxBackpressure);
   }
 
   /** @internal */

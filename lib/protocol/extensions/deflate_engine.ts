@@ -101,6 +101,16 @@ export function inflateFailed(cause: unknown): WebSocketError {
 }
 
 /**
+ * The error for our own compression failing.
+ *
+ * @param cause What the engine threw.
+ * @returns A 1011 error.
+ */
+export function deflateFailed(cause: unknown): WebSocketError {
+  return new WebSocketError("WS_ERR_DEFLATE", "Compression failed", { cause });
+}
+
+/**
  * Joins pieces into one buffer (the one piece itself when there is only one).
  *
  * @param pieces The pieces.

@@ -16,6 +16,7 @@ import {
   DEFLATE_TAIL,
   type DeflateCallback,
   type DeflateEngine,
+  deflateFailed,
   inflateFailed,
   type MessageCompressor,
   type MessageDecompressor,
@@ -86,7 +87,7 @@ class WebCompressor implements MessageCompressor {
         payload.set(out);
         done(payload);
       } catch (error) {
-        done(new WebSocketError("WS_ERR_DEFLATE", "Compression failed", { cause: error }));
+        done(deflateFailed(error));
       }
     });
   }

@@ -15,12 +15,13 @@ import {
   type ZlibOptions,
 } from "node:zlib";
 import { setImmediate } from "node:timers";
-import { WebSocketError } from "../errors.ts";
+import type { WebSocketError } from "../errors.ts";
 import {
   concatBytes,
   DEFLATE_TAIL,
   type DeflateCallback,
   type DeflateEngine,
+  deflateFailed,
   type DeflateTuning,
   inflateFailed,
   type MessageCompressor,
@@ -60,7 +61,7 @@ class StatelessCompressor implements MessageCompressor {
     try {
       out = deflateRawSync(data, this.#options);
     } catch (error) {
-      done(new WebSocketError("WS_ERR_DEFLATE", "Compression failed", { cause: error }));
+      done(deflateFailed(error));
       return;
     }
     done(withoutTail(out));
@@ -108,14 +109,14 @@ class StreamCompressor implements MessageCompressor {
       this.#error = error;
       const queue = this.#queue.splice(0);
       for (const { done } of queue) {
-        done(new WebSocketError("WS_ERR_DEFLATE", "Compression failed", { cause: error }));
+        done(deflateFailed(error));
       }
     });
   }
 
   compress(data: Uint8Array, done: DeflateCallback): void {
     if (this.#error !== undefined) {
-      done(new WebSocketError("WS_ERR_DEFLATE", "Compression failed", { cause: this.#error }));
+      done(deflateFailed(this.#error));
       return;
     }
     // The stream reads the bytes later, and the caller may reuse them: copy.
