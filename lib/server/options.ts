@@ -59,6 +59,13 @@ export interface ServeOptions<T = undefined> {
   /** The address to bind. @default {"0.0.0.0"} */
   hostname?: string;
   /**
+   * PEM certificate chain. With `key`, the server speaks TLS (wss://): `Deno.listenTls` on
+   * Deno, `Bun.listen` with `tls` on Bun. Give both or neither.
+   */
+  cert?: string;
+  /** PEM private key of `cert`. */
+  key?: string;
+  /**
    * Decides whether a valid upgrade request is accepted, after the protocol checks pass. May be
    * async. Throwing refuses the request with 500 and reports the error.
    */

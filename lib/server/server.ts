@@ -49,8 +49,12 @@ export class Server<T = undefined> {
   constructor(options: ServeOptions<T>, listen: Listen) {
     const core = new Core<T>(resolve(options));
     this.#core = core;
+    const { cert, key } = options;
+    if ((cert === undefined) !== (key === undefined)) {
+      throw new TypeError("Cannot serve: TLS needs both cert and key");
+    }
     this.#listener = listen(
-      { hostname: options.hostname ?? "0.0.0.0", port: options.port ?? 8080 },
+      { hostname: options.hostname ?? "0.0.0.0", port: options.port ?? 8080, cert, key },
       (transport) => core.accept(transport),
     );
   }
