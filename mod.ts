@@ -30,8 +30,10 @@ export type {
   UpgradeAccept,
   UpgradeResult,
 } from "./lib/server/options.ts";
+export type { OriginRule } from "./lib/server/origin.ts";
+export type { RateLimitOptions } from "./lib/server/rate_limit.ts";
 export { Server, type ShutdownOptions } from "./lib/server/server.ts";
-export { SendStatus, ServerWebSocket } from "./lib/server/websocket.ts";
+export { type PublishOptions, SendStatus, ServerWebSocket } from "./lib/server/websocket.ts";
 export { UpgradeRequest } from "./lib/server/upgrade_request.ts";
 
 /**

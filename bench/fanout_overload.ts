@@ -9,7 +9,10 @@
  *
  * Options (defaults): --runtime deno,bun; --scenario paused,resume; --subscribers 1000;
  * --slow 100; --rate 1000 (messages/s offered); --seconds 20; --resume-after 10;
- * --size 64 (payload bytes); --max-backpressure 65536; --policy drop; --allowance 16 (MiB).
+ * --size 64 (payload bytes); --max-backpressure 65536; --policy drop; --allowance 16 (MiB);
+ * --broadcast publish (`server.publish` to a topic: framed once) or loop (`ws.send` per subscriber).
+ * The environment variable DENO_V8 replaces the V8 flags given to a Deno server
+ * (default `--v8-flags=--expose-gc`), to try heap settings.
  *
  * Each run starts bench/fanout_overload_server.ts on the chosen runtime as a child process,
  * pinned to core 0 with `taskset -c 0` when there is one (this process moves itself to core 1),
@@ -75,6 +78,8 @@ interface Settings {
   size: number;
   maxBackpressure: number;
   policy: string;
+  /** How the server broadcasts: "publish" (a topic) or "loop" (ws.send per subscriber). */
+  broadcast: string;
   allowance: number;
 }
 
@@ -146,7 +151,7 @@ interface ServerChild {
 
 async function startServer(s: Settings, pin: boolean): Promise<ServerChild> {
   const args = [
-    ...(s.runtime === "deno" ? ["run", "-A", "--v8-flags=--expose-gc"] : []),
+    ...(s.runtime === "deno" ? ["run", "-A", process.env.DENO_V8 ?? "--v8-flags=--expose-gc"] : []),
     SERVER,
     "--port",
     "0",
@@ -154,6 +159,8 @@ async function startServer(s: Settings, pin: boolean): Promise<ServerChild> {
     s.policy,
     "--max-backpressure",
     String(s.maxBackpressure),
+    "--broadcast",
+    s.broadcast,
     "--stdin-lifeline",
   ];
   const command = pin ? "taskset" : executable(s.runtime);
@@ -434,6 +441,7 @@ async function main(): Promise<void> {
     size: Number(option("size", "64")),
     maxBackpressure: Number(option("max-backpressure", "65536")),
     policy: option("policy", "drop"),
+    broadcast: option("broadcast", "publish"),
     allowance: Number(option("allowance", "16")),
   };
   const pin = hasTaskset();
@@ -442,7 +450,7 @@ async function main(): Promise<void> {
   console.log(
     `${base.subscribers} subscribers (${base.slow} stop reading), ${base.size}-byte messages at ` +
       `${base.rate}/s for ${base.seconds} s; maxBackpressure ${base.maxBackpressure}, policy ` +
-      `${base.policy}; load generator in ${client}` +
+      `${base.policy}, broadcast by ${base.broadcast}; load generator in ${client}` +
       (pin ? "; server on core 0, load on core 1" : "; not pinned (no taskset or one core)"),
   );
   const results: Result[] = [];

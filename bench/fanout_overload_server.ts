@@ -4,10 +4,18 @@
  * under a backpressure limit, and counts what each `ws.send` returned.
  *
  *     deno run -A bench/fanout_overload_server.ts --port 9010 [--policy drop|close]
- *         [--max-backpressure BYTES] [--hostname 127.0.0.1] [--stdin-lifeline]
+ *         [--max-backpressure BYTES] [--broadcast publish|loop] [--hostname 127.0.0.1]
+ *         [--stdin-lifeline]
  *     bun bench/fanout_overload_server.ts --port 9010 ...
  *
- * Defaults: port 0 (any free port), policy `drop`, max-backpressure 65536, hostname 127.0.0.1.
+ * Defaults: port 0 (any free port), policy `drop`, max-backpressure 65536, broadcast `publish`,
+ * hostname 127.0.0.1.
+ *
+ * Broadcast `publish`: every subscriber subscribes to one topic and the publisher's messages go
+ * out with `server.publish`, framed once; the send counts then come from its return value and
+ * from each subscriber's `droppedMessages` (a publish does not say which were queued behind
+ * backpressure: that count stays 0). Broadcast `loop`: `ws.send` on each subscriber, each
+ * status counted.
  *
  * A connection to path `/pub` is the publisher; every other connection is a subscriber (one
  * whose URL has `?slow` is counted apart, so the benchmark can tell whose messages were
@@ -36,6 +44,10 @@ if (policy !== "drop" && policy !== "close") {
 }
 const maxBackpressure = Number(option("max-backpressure", "65536"));
 const port = Number(option("port", "0"));
+const broadcast = option("broadcast", "publish");
+if (broadcast !== "publish" && broadcast !== "loop") {
+  throw new RangeError(`--broadcast must be publish or loop, not ${broadcast}`);
+}
 
 /** What `ws.send` returned, counted. */
 export interface SendCounts {
@@ -104,6 +116,14 @@ function snapshot(): Stats {
   let queued = 0;
   let queuedSlow = 0;
   let maxQueued = 0;
+  if (broadcast === "publish") {
+    // Drops are counted by each connection; a publish only says how many it reached.
+    stats.dropped = stats.slow.dropped = 0;
+    for (const ws of subscribers) {
+      stats.dropped += ws.droppedMessages;
+      if (ws.data.slow) stats.slow.dropped += ws.droppedMessages;
+    }
+  }
   for (const ws of subscribers) {
     const amount = ws.bufferedAmount;
     queued += amount;
@@ -142,7 +162,9 @@ const server = serve<Peer>({
     return { data: { publisher, slow: !publisher && request.url.searchParams.has("slow") } };
   },
   open(ws) {
-    if (!ws.data.publisher) subscribers.add(ws);
+    if (ws.data.publisher) return;
+    subscribers.add(ws);
+    ws.subscribe("all");
   },
   message(ws, data, isBinary) {
     if (!ws.data.publisher) return;
@@ -156,9 +178,12 @@ const server = serve<Peer>({
       return;
     }
     stats.published++;
-    // Topics do not exist yet (README: "topics … are next"), so this broadcast is a loop over
-    // the subscribers calling ws.send(data) on each: the message is framed once per
-    // subscriber, not once for all of them as a topic publish will do.
+    if (broadcast === "publish") {
+      stats.sent += server.publish("all", data);
+      return;
+    }
+    // A loop over the subscribers calling ws.send(data) on each: the message is framed once
+    // per subscriber.
     for (const subscriber of subscribers) {
       const counted = subscriber.data.slow ? stats.slow : undefined;
       // Policy "close": a subscriber over the limit is closing until its close completes.

@@ -2,13 +2,15 @@
  * A raw WebSocket test client over `node:net`, so it runs unchanged on Deno and on Bun. It
  * shares no code with the server: it writes any bytes (a well-formed request, a broken one, a
  * frame pipelined behind the request), reads the raw HTTP response, then masks its own frames
- * and parses the server's with its own decoder.
+ * and parses the server's with its own decoder. With `tls` it speaks TLS (wss://) over
+ * `node:tls`, verifying the server's certificate.
  *
  * @module
  */
 import { Buffer } from "node:buffer";
 import { createHash, randomBytes } from "node:crypto";
 import net from "node:net";
+import tls from "node:tls";
 import assert from "node:assert/strict";
 
 /** RFC 6455 §1.3: appended to the key before hashing. */
@@ -168,6 +170,20 @@ export function within<T>(promise: Promise<T>, what: string, ms = WAIT_MS): Prom
   return Promise.race([promise, late]).finally(() => clearTimeout(timer));
 }
 
+/** TLS for a client: the server's certificate must verify against `ca`. */
+export interface ClientTlsOptions {
+  /** PEM certificates trusted as roots (for a self-signed server, its own certificate). */
+  ca: string;
+  /** The name sent in SNI and checked against the certificate. @default {"localhost"} */
+  servername?: string;
+}
+
+/** How {@linkcode RawClient.connect} connects. */
+export interface ConnectOptions {
+  /** Speak TLS, verifying the server's certificate; plain TCP without it. */
+  tls?: ClientTlsOptions;
+}
+
 const HTTP = 0;
 const BODY = 1;
 const FRAMES = 2;
@@ -212,16 +228,25 @@ export class RawClient {
     });
   }
 
-  /** Opens a TCP connection to 127.0.0.1:`port`. */
-  static connect(port: number): Promise<RawClient> {
+  /**
+   * Opens a TCP connection to 127.0.0.1:`port`; with `options.tls`, a TLS connection that
+   * resolves once the handshake is done and the server's certificate verified.
+   */
+  static connect(port: number, options: ConnectOptions = {}): Promise<RawClient> {
     return new Promise((resolve, reject) => {
-      const socket = net.connect({ port, host: "127.0.0.1" });
+      const secure = options.tls;
+      const socket = secure === undefined ? net.connect({ port, host: "127.0.0.1" }) : tls.connect({
+        port,
+        host: "127.0.0.1",
+        servername: secure.servername ?? "localhost",
+        ca: secure.ca,
+      });
       const failed = (error: Error) => {
         socket.destroy();
         reject(error);
       };
       socket.once("error", failed);
-      socket.once("connect", () => {
+      socket.once(secure === undefined ? "connect" : "secureConnect", () => {
         socket.off("error", failed);
         resolve(new RawClient(socket));
       });
@@ -442,7 +467,7 @@ export class RawClient {
 }
 
 /** What {@linkcode openWebSocket} does on top of {@linkcode upgradeRequest}. */
-export interface OpenOptions extends RequestOptions {
+export interface OpenOptions extends RequestOptions, ConnectOptions {
   /** Bytes written in the same TCP write, right behind the request. */
   pipelined?: Uint8Array;
 }
@@ -455,7 +480,7 @@ export async function openWebSocket(
   port: number,
   options: OpenOptions = {},
 ): Promise<{ client: RawClient; response: HttpResponse }> {
-  const client = await RawClient.connect(port);
+  const client = await RawClient.connect(port, { tls: options.tls });
   try {
     const key = options.key ?? newKey();
     const request = Buffer.from(upgradeRequest({ ...options, key }), "latin1");

@@ -17,6 +17,7 @@ import { concatBytes } from "./extensions/deflate_engine.ts";
 import type { PerMessageDeflate } from "./extensions/permessage_deflate.ts";
 import { FrameParser, type FrameSink } from "./frame_parser.ts";
 import { Opcode } from "./opcode.ts";
+import { payloadOffset, type PreparedMessage } from "./prepared_message.ts";
 import { decodeUtf8, Utf8StreamDecoder } from "./utf8.ts";
 
 /** `readyState`: the handshake has not completed. */
@@ -53,6 +54,14 @@ export interface ProtocolHost {
    * input held back from the socket may flow again.
    */
   onResumed?(): void;
+  /**
+   * Sends one whole frame built elsewhere (a broadcast's, shared by every subscriber: the host
+   * may keep it by reference and must not change it). Without this method such frames go
+   * through {@linkcode ProtocolHost.writeFrame}.
+   *
+   * @param frame Header and payload.
+   */
+  writeFramed?(frame: Uint8Array): void;
   /**
    * Sends one frame.
    *
@@ -249,12 +258,56 @@ export class Protocol implements FrameSink {
     return bytes.length;
   }
 
+  /**
+   * Sends a message framed once for many connections: its frame is written as it is, or its
+   * compressed frame, made once per shareable compressor.
+   *
+   * @param message The message.
+   * @param compress As for {@linkcode Protocol.send}.
+   * @returns The payload's size in bytes, before compression.
+   * @throws {TypeError} When the connection is closing or closed.
+   */
+  sendPrepared(message: PreparedMessage, compress?: boolean): number {
+    this.#assertOpen("send");
+    const { opcode, payload } = message;
+    const held = this.#heldSends;
+    if (held !== undefined) {
+      held.push({ opcode, bytes: payload, compress });
+    } else if (this.#compresses(payload.length, compress)) {
+      const compressor = this.#deflate!.compressor;
+      if (compressor.shareable !== true) {
+        this.#sendBytes(opcode, payload, true, compress);
+      } else {
+        const frame = message.compressedFrame(compressor);
+        if (frame instanceof WebSocketError) this.fail(frame);
+        else this.#emitFramed(opcode, frame, true);
+      }
+    } else {
+      this.#emitFramed(opcode, message.frame, false);
+    }
+    return payload.length;
+  }
+
+  /** Whether a message of `length` bytes goes out compressed. */
+  #compresses(length: number, compress: boolean | undefined): boolean {
+    const deflate = this.#deflate;
+    return deflate !== undefined && deflate.compresses && compress !== false &&
+      (compress === true || length >= deflate.threshold);
+  }
+
+  /** Writes a whole frame now, or queues its payload behind messages being compressed. */
+  #emitFramed(opcode: number, frame: Uint8Array, rsv1: boolean): void {
+    const host = this.#host;
+    if (this.#slots.length !== 0 || host.writeFramed === undefined) {
+      this.#emit(opcode, frame.subarray(payloadOffset(frame)), rsv1, true);
+    } else {
+      host.writeFramed(frame);
+    }
+  }
+
   #sendBytes(opcode: number, bytes: Uint8Array, owned: boolean, compress?: boolean): void {
     const deflate = this.#deflate;
-    if (
-      deflate !== undefined && deflate.compresses && compress !== false &&
-      (compress === true || bytes.length >= deflate.threshold)
-    ) {
+    if (deflate !== undefined && this.#compresses(bytes.length, compress)) {
       // The slot keeps this message's place in the send order while it is compressed (at
       // once with a synchronous engine: then the slot is written and gone before this returns).
       this.#slots.push({ opcode, payload: undefined, rsv1: true, fin: true });

@@ -23,10 +23,14 @@ import {
   validateUpgradeRequest,
 } from "../protocol/handshake.ts";
 import { encodeFrame } from "../protocol/frame_writer.ts";
+import type { PreparedMessage } from "../protocol/prepared_message.ts";
 import { CLOSED, OPEN, Protocol } from "../protocol/protocol.ts";
+import { clientAddress } from "./forwarded.ts";
 import type { UpgradeAccept, UpgradeResult } from "./options.ts";
 import { Outbox } from "./outbox.ts";
 import type { ResolvedOptions, ServerCore } from "./server_core.ts";
+import { RateLimiter } from "./rate_limit.ts";
+import type { Subscriber } from "./topics.ts";
 import type { Transport, TransportHandler } from "./transport.ts";
 import { UpgradeRequest } from "./upgrade_request.ts";
 import { SendStatus, ServerWebSocket, type WebSocketDriver } from "./websocket.ts";
@@ -40,7 +44,7 @@ const HIGH_WATER_MARK = 64 * 1024;
 const PENDING_LIMIT = 64 * 1024;
 
 /** One accepted TCP connection. */
-export class Connection<T> implements TransportHandler, WebSocketDriver {
+export class Connection<T> implements TransportHandler, WebSocketDriver, Subscriber {
   readonly transport: Transport;
   #server: ServerCore<T>;
   #options: ResolvedOptions<T>;
@@ -72,6 +76,13 @@ export class Connection<T> implements TransportHandler, WebSocketDriver {
   #backpressured = false;
   #dropped = 0;
   #flushWaiters: Array<() => void> = [];
+  /** Rate limits on what the client sends, if the server sets any. */
+  #limiter: RateLimiter | undefined;
+  #rateLimited = 0;
+  /** The client's address: the TCP peer's, or the one trusted proxies forwarded for. */
+  #address: string;
+  /** The topics this connection is subscribed to (made at the first subscribe). */
+  #topics: Set<string> | undefined;
 
   /**
    * Starts serving a new TCP connection.
@@ -90,6 +101,7 @@ export class Connection<T> implements TransportHandler, WebSocketDriver {
     this.#head = new RequestHeadParser(server.options);
     this.#overLimit = overLimit;
     this.#acceptedAt = this.#lastReceive = this.#lastMessage = server.now;
+    this.#address = transport.remoteAddress;
   }
 
   /**
@@ -157,6 +169,13 @@ export class Connection<T> implements TransportHandler, WebSocketDriver {
     this.#lastReceive = this.#server.now;
     const protocol = this.#protocol;
     if (protocol !== undefined) {
+      const limiter = this.#limiter;
+      if (
+        limiter !== undefined && !limiter.takeBytes(chunk.length, Date.now()) &&
+        this.#options.rateLimit!.policy !== "drop"
+      ) {
+        this.#rateLimit();
+      }
       protocol.receive(chunk);
       // An asynchronous inflate holds decoding: hold the socket too, so input cannot pile up.
       if (protocol.paused && !this.#inputHeld) {
@@ -243,9 +262,31 @@ export class Connection<T> implements TransportHandler, WebSocketDriver {
 
   // ProtocolHost
 
+  /** Whether a message from the client is within its rate limits (else: the policy). */
+  #admit(): boolean {
+    if (this.#limiter!.takeMessage(Date.now())) {
+      // Over the byte rate under "close": messages already read are not delivered either.
+      return this.#protocol!.readyState === OPEN || this.#options.rateLimit!.policy === "drop";
+    }
+    this.#rateLimit();
+    return false;
+  }
+
+  /** Over a rate limit: count, and close if that is the policy. */
+  #rateLimit(): void {
+    this.#rateLimited++;
+    if (this.#options.rateLimit!.policy !== "drop") this.startClose(1008, "Rate limit exceeded");
+  }
+
+  /** @internal */
+  get rateLimitedMessages(): number {
+    return this.#rateLimited;
+  }
+
   /** @internal */
   onMessage(data: string | Uint8Array, isBinary: boolean): void {
     this.#lastMessage = this.#server.now;
+    if (this.#limiter !== undefined && !this.#admit()) return;
     const handler = this.#options.message;
     if (handler === undefined) return;
     try {
@@ -259,6 +300,11 @@ export class Connection<T> implements TransportHandler, WebSocketDriver {
   /** @internal */
   onFragment(data: string | Uint8Array, isBinary: boolean, fin: boolean): void {
     if (fin) this.#lastMessage = this.#server.now;
+    // A streamed message counts as one, at its end; its pieces are out already, so even under
+    // "drop" it is delivered whole (only counted); "close" closes.
+    if (fin && this.#limiter !== undefined && !this.#limiter.takeMessage(Date.now())) {
+      this.#rateLimit();
+    }
     try {
       const result = this.#options.fragment!(this.#ws!, data, isBinary, fin);
       if (result !== undefined) this.#watch(result);
@@ -269,6 +315,8 @@ export class Connection<T> implements TransportHandler, WebSocketDriver {
 
   /** @internal */
   onPing(payload: Uint8Array): void {
+    // A ping flood costs a pong each: pings count as messages (the pong has gone already).
+    if (this.#limiter !== undefined && !this.#admit()) return;
     this.#notify(this.#options.ping, payload);
   }
 
@@ -324,6 +372,12 @@ export class Connection<T> implements TransportHandler, WebSocketDriver {
     this.#outbox.writeFrame(opcode, fin, rsv1, payload, owned);
   }
 
+  /** @internal */
+  writeFramed(frame: Uint8Array): void {
+    this.#lastMessage = this.#server.now;
+    this.#outbox.writeShared(frame);
+  }
+
   // WebSocketDriver: what ServerWebSocket asks of its connection.
 
   /** @internal */
@@ -344,18 +398,83 @@ export class Connection<T> implements TransportHandler, WebSocketDriver {
   /** @internal */
   sendMessage(data: string | Uint8Array, owned: boolean, compress?: boolean): SendStatus {
     const protocol = this.#protocol!;
-    if (protocol.readyState === OPEN && this.bufferedAmount > this.#options.maxBackpressure) {
-      this.#dropped++;
-      this.#backpressured = true;
-      if (this.#options.backpressurePolicy === "close") this.startClose(1008, "Backpressure limit");
-      return SendStatus.Dropped;
-    }
+    if (protocol.readyState === OPEN && this.#overBackpressure()) return SendStatus.Dropped;
     protocol.send(data, owned, compress); // Throws if closing or closed.
+    return this.#sendStatus();
+  }
+
+  /** @internal */
+  deliver(message: PreparedMessage, compress: boolean | undefined): boolean {
+    const protocol = this.#protocol!;
+    // A publish skips connections that are closing: our Close frame may be out already.
+    if (protocol.readyState !== OPEN || this.#overBackpressure()) return false;
+    protocol.sendPrepared(message, compress);
+    this.#sendStatus();
+    return true;
+  }
+
+  /** Over `maxBackpressure`: the message is dropped, and the policy applies. */
+  #overBackpressure(): boolean {
+    if (this.bufferedAmount <= this.#options.maxBackpressure) return false;
+    this.#dropped++;
+    this.#backpressured = true;
+    if (this.#options.backpressurePolicy === "close") this.startClose(1008, "Backpressure limit");
+    return true;
+  }
+
+  #sendStatus(): SendStatus {
     if (this.isBackedUp) {
       this.#backpressured = true;
       return SendStatus.Backpressure;
     }
     return SendStatus.Sent;
+  }
+
+  /** @internal */
+  subscribe(topic: string): void {
+    // Once the close is reported the connection has left its topics for good.
+    if (this.#closeReported) return;
+    const topics = this.#topics ??= new Set();
+    if (topics.has(topic)) return;
+    topics.add(topic);
+    this.#server.topics.subscribe(topic, this);
+  }
+
+  /** @internal */
+  unsubscribe(topic: string): void {
+    if (this.#topics?.delete(topic)) this.#server.topics.unsubscribe(topic, this);
+  }
+
+  /** @internal */
+  isSubscribed(topic: string): boolean {
+    return this.#topics?.has(topic) ?? false;
+  }
+
+  /** @internal */
+  get topics(): string[] {
+    return this.#topics === undefined ? [] : [...this.#topics];
+  }
+
+  /** @internal */
+  publish(
+    topic: string,
+    message: PreparedMessage,
+    compress?: boolean,
+    includeSelf = false,
+  ): number {
+    return this.#server.topics.publish(topic, message, {
+      compress,
+      except: includeSelf ? undefined : this,
+    });
+  }
+
+  /** Leaves every topic: O(1) per topic. */
+  #leaveTopics(): void {
+    const topics = this.#topics;
+    if (topics === undefined) return;
+    this.#topics = undefined;
+    const registry = this.#server.topics;
+    for (const topic of topics) registry.unsubscribe(topic, this);
   }
 
   /** @internal */
@@ -430,6 +549,25 @@ export class Connection<T> implements TransportHandler, WebSocketDriver {
       this.#refuse(info);
       return;
     }
+    const options = this.#options;
+    const allowed = options.originAllowed;
+    if (
+      allowed !== undefined &&
+      (info.origin === undefined ? options.requireOrigin : !allowed(info.origin))
+    ) {
+      // Before the hook: a cross-site page must not reach application code (or its database).
+      this.#refuse({
+        status: 403,
+        message: info.origin === undefined
+          ? "Forbidden: an Origin header is required"
+          : "Forbidden: this Origin is not allowed",
+        headers: [],
+      });
+      return;
+    }
+    if (options.trustedProxy !== undefined) {
+      this.#address = clientAddress(this.#address, head.headers, options.trustedProxy);
+    }
     const deflate = this.#options.deflate;
     if (deflate !== undefined && info.extensions !== "") {
       const offers = parseExtensions(info.extensions);
@@ -447,8 +585,9 @@ export class Connection<T> implements TransportHandler, WebSocketDriver {
       return;
     }
     const request = new UpgradeRequest(head, info, {
-      address: this.transport.remoteAddress,
+      address: this.#address,
       port: this.transport.remotePort,
+      peerAddress: this.transport.remoteAddress,
     });
     let result: UpgradeResult<T> | Promise<UpgradeResult<T>>;
     try {
@@ -530,10 +669,12 @@ export class Connection<T> implements TransportHandler, WebSocketDriver {
       data: accept?.data as T,
       protocol: protocol ?? "",
       extensions: agreement?.response ?? "",
-      remoteAddress: this.transport.remoteAddress,
+      remoteAddress: this.#address,
       remotePort: this.transport.remotePort,
     });
     this.#ws = ws;
+    const rateLimit = this.#options.rateLimit;
+    if (rateLimit !== undefined) this.#limiter = new RateLimiter(rateLimit, Date.now());
     this.#server.opened(this);
     const open = this.#options.open;
     if (open !== undefined) {
@@ -636,6 +777,7 @@ export class Connection<T> implements TransportHandler, WebSocketDriver {
   #reportClose(code: number, reason: string): void {
     if (this.#closeReported) return;
     this.#closeReported = true;
+    this.#leaveTopics();
     this.#server.closed(this);
     const handler = this.#options.close;
     if (handler === undefined) return;

@@ -3,6 +3,8 @@
  *
  * @module
  */
+import type { OriginRule } from "./origin.ts";
+import type { RateLimitOptions } from "./rate_limit.ts";
 import type { ServerWebSocket } from "./websocket.ts";
 import type { UpgradeRequest } from "./upgrade_request.ts";
 
@@ -70,6 +72,31 @@ export interface ServeOptions<T = undefined> {
    * async. Throwing refuses the request with 500 and reports the error.
    */
   upgrade?(request: UpgradeRequest): UpgradeResult<T> | Promise<UpgradeResult<T>>;
+  /**
+   * The Origin allowlist: exact origins (`"https://app.example.com"`, default ports and case
+   * normalised), one leading wildcard label (`"https://*.example.com"`), `"null"`, or RegExps
+   * tested against the header as sent. An upgrade request from any other Origin is refused
+   * with 403 before the upgrade hook runs.
+   *
+   * This stops cross-site WebSocket hijacking: a page on another site opening a WebSocket to
+   * this server with the user's cookies (browsers always send Origin, and pages cannot change
+   * it). It does not authenticate anyone: a client outside a browser can send any Origin, or
+   * none, so requests without an Origin are let through unless `requireOrigin` is set.
+   * @default {undefined} (every origin is accepted)
+   */
+  origins?: OriginRule[];
+  /** With `origins`: refuse upgrade requests that have no Origin header (403) too.
+   * @default {false} */
+  requireOrigin?: boolean;
+  /**
+   * Reverse proxies whose word on the client's address is trusted: IP addresses, CIDR ranges
+   * (`"10.0.0.0/8"`, `"fd00::/8"`) and the names `"loopback"`, `"private"`, `"linklocal"`. When
+   * the TCP peer is one of them, `request.remoteAddress` and `ws.remoteAddress` are the client
+   * it forwarded for, read from `Forwarded` (RFC 7239) or else `X-Forwarded-For`, walking back
+   * from the nearest proxy past the trusted ones. `request.peerAddress` stays the TCP peer.
+   * @default {[]} (headers are ignored: anyone can send them)
+   */
+  trustProxy?: string[];
   /**
    * Subprotocols the server speaks, used when the upgrade hook does not choose one: the first
    * one the client offers that is in this list is chosen. @default {[]}
@@ -173,6 +200,12 @@ export interface ServeOptions<T = undefined> {
    * refused with 503. @default {Infinity}
    */
   maxConnections?: number;
+  /**
+   * Per-connection rate limits on what clients send: messages and bytes per second, with a
+   * burst allowance, and what happens past them (close with 1008, or drop and count).
+   * @default {undefined} (no limit)
+   */
+  rateLimit?: RateLimitOptions;
   /**
    * Frames in one message beyond which the connection is failed with 1008. Autobahn 9.3 sends
    * 65,536; this allows twice that. @default {131072}

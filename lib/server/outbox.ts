@@ -40,6 +40,11 @@ export class Outbox {
   #segments: Uint8Array[] = [];
   /** For each segment: it ends inside a frame (with the header of a payload sent apart). */
   #partial: boolean[] = [];
+  /**
+   * A shared frame (a broadcast's) that is all this tick has corked so far: it goes to the
+   * transport by reference, with no copy into our buffer. A second frame copies it in.
+   */
+  #lone: Uint8Array | undefined;
   #onFlushed: () => void;
   #corked = 0;
   #dirty = false;
@@ -76,6 +81,7 @@ export class Outbox {
     payload: Uint8Array,
     owned: boolean,
   ): void {
+    if (this.#lone !== undefined) this.#absorbLone();
     const length = payload.length;
     const header = headerSize(length, false);
     if (owned && length >= ZERO_COPY_THRESHOLD) {
@@ -93,13 +99,53 @@ export class Outbox {
       this.#end = start + length;
     }
     this.#corked += header + length;
-    if (!this.#dirty) {
-      this.#dirty = true;
-      dirty.push(this);
-      if (!flushScheduled) {
-        flushScheduled = true;
-        queueMicrotask(flushAll);
-      }
+    this.#markDirty();
+  }
+
+  /**
+   * Adds a whole frame that is shared with other connections and never changes (a
+   * broadcast's): alone in a tick it is written by reference, without a copy.
+   *
+   * @param frame Header and payload.
+   */
+  writeShared(frame: Uint8Array): void {
+    if (this.#corked === 0) {
+      this.#lone = frame;
+    } else {
+      if (this.#lone !== undefined) this.#absorbLone();
+      this.#append(frame);
+    }
+    this.#corked += frame.length;
+    this.#markDirty();
+  }
+
+  /** The lone shared frame gets company: it takes its place among the others. */
+  #absorbLone(): void {
+    const lone = this.#lone!;
+    this.#lone = undefined;
+    this.#append(lone);
+  }
+
+  /** Adds a shared frame behind what is corked: by reference if large, else copied. */
+  #append(frame: Uint8Array): void {
+    if (frame.length >= ZERO_COPY_THRESHOLD) {
+      this.#seal();
+      this.#segments.push(frame);
+      this.#partial.push(false);
+      return;
+    }
+    this.#reserve(frame.length);
+    this.#buffer!.set(frame, this.#end);
+    this.#end += frame.length;
+  }
+
+  #markDirty(): void {
+    if (this.#dirty) return;
+    this.#dirty = true;
+    dirty.push(this);
+    if (!flushScheduled) {
+      flushScheduled = true;
+      queueMicrotask(flushAll);
     }
   }
 
@@ -109,6 +155,13 @@ export class Outbox {
     if (this.#corked === 0) return;
     this.#corked = 0;
     const transport = this.#transport;
+    const lone = this.#lone;
+    if (lone !== undefined) {
+      this.#lone = undefined;
+      transport.write(lone, false);
+      this.#onFlushed();
+      return;
+    }
     const segments = this.#segments;
     if (segments.length === 0) {
       // The common case: only small frames, all in the buffer.
@@ -116,10 +169,11 @@ export class Outbox {
     } else {
       this.#seal();
       const partial = this.#partial;
+      const ours = this.#buffer?.buffer;
       for (let i = 0; i < segments.length; i++) {
         const segment = segments[i];
         // Views of our buffer are reused after this; payloads handed over are not.
-        transport.write(segment, segment.buffer === this.#buffer!.buffer, partial[i]);
+        transport.write(segment, segment.buffer === ours, partial[i]);
       }
       segments.length = 0;
       partial.length = 0;
@@ -131,6 +185,7 @@ export class Outbox {
   /** Drops what is corked (the connection is being destroyed). */
   discard(): void {
     this.#corked = 0;
+    this.#lone = undefined;
     this.#segments.length = 0;
     this.#partial.length = 0;
     this.#release();

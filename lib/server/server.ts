@@ -12,7 +12,12 @@ import { webEngine } from "../protocol/extensions/web_engine.ts";
 import { zlibEngine } from "../protocol/extensions/zlib_engine.ts";
 import type { PerMessageDeflateOptions, ServeOptions } from "./options.ts";
 import type { DeflateSetup, ResolvedOptions, ServerCore } from "./server_core.ts";
+import { proxyTrust } from "./forwarded.ts";
+import { originMatcher } from "./origin.ts";
+import { checkRateLimit } from "./rate_limit.ts";
+import { LocalTopics } from "./topics.ts";
 import type { Listen, Listener, Transport } from "./transport.ts";
+import { prepare, type PublishOptions, topicName } from "./websocket.ts";
 
 /** How {@linkcode Server.shutdown} closes the server. */
 export interface ShutdownOptions {
@@ -47,16 +52,22 @@ export class Server<T = undefined> {
    * @param listen The runtime adapter's listen function.
    */
   constructor(options: ServeOptions<T>, listen: Listen) {
-    const core = new Core<T>(resolve(options));
-    this.#core = core;
     const { cert, key } = options;
     if ((cert === undefined) !== (key === undefined)) {
       throw new TypeError("Cannot serve: TLS needs both cert and key");
     }
-    this.#listener = listen(
-      { hostname: options.hostname ?? "0.0.0.0", port: options.port ?? 8080, cert, key },
-      (transport) => core.accept(transport),
-    );
+    const core = new Core<T>(resolve(options));
+    this.#core = core;
+    try {
+      this.#listener = listen(
+        { hostname: options.hostname ?? "0.0.0.0", port: options.port ?? 8080, cert, key },
+        (transport) => core.accept(transport),
+      );
+    } catch (error) {
+      // The port is taken, the certificate is bad...: nothing may outlive the failed serve.
+      core.stop();
+      throw error;
+    }
   }
 
   /** The bound address. */
@@ -72,6 +83,51 @@ export class Server<T = undefined> {
   /** How many WebSocket connections are open. */
   get pendingWebSockets(): number {
     return this.#core.open;
+  }
+
+  /**
+   * Publishes a message to every subscriber of a topic. The message is framed once,
+   * compressed at most once per compression setting that allows it, and the same bytes go to
+   * every subscriber; a subscriber over `maxBackpressure` gets its backpressure policy, and
+   * closing subscribers are skipped.
+   *
+   * @param topic The topic.
+   * @param data A string as text, bytes as binary (copied: they may be reused at once).
+   * @param options `compress`, as for `ws.send`.
+   * @returns How many connections the message reached (sent or queued, not dropped).
+   *
+   * @example
+   * ```ts
+   * import { serve } from "@sluice/ws";
+   * const server = serve({ port: 0, open(ws) { ws.subscribe("news"); } });
+   * console.log(server.publish("news", "hello")); // 0: nobody has subscribed yet
+   * await server.shutdown();
+   * ```
+   */
+  publish(
+    topic: string,
+    data: string | Uint8Array | ArrayBuffer | ArrayBufferView,
+    options: Omit<PublishOptions, "includeSelf"> = {},
+  ): number {
+    const topics = this.#core.topics;
+    // Nobody to frame it for: no work at all (but misuse is reported all the same).
+    if (topics.subscriberCount(topicName(topic, "publish")) === 0) {
+      if (typeof data !== "string" && !(data instanceof ArrayBuffer) && !ArrayBuffer.isView(data)) {
+        prepare(data); // Throws the TypeError a publish with subscribers throws.
+      }
+      return 0;
+    }
+    return topics.publish(topic, prepare(data), { compress: options.compress });
+  }
+
+  /**
+   * How many connections are subscribed to a topic.
+   *
+   * @param topic The topic.
+   * @returns The count.
+   */
+  subscriberCount(topic: string): number {
+    return this.#core.topics.subscriberCount(topic);
   }
 
   /**
@@ -118,6 +174,7 @@ export class Server<T = undefined> {
 class Core<T> implements ServerCore<T> {
   readonly options: ResolvedOptions<T>;
   readonly connections = new Set<Connection<T>>();
+  readonly topics = new LocalTopics<Connection<T>>();
   open = 0;
   now = Date.now();
   #empty: (() => void) | undefined;
@@ -203,6 +260,12 @@ function resolve<T>(options: ServeOptions<T>): ResolvedOptions<T> {
     maxFragments: positive(options.maxFragments, 131_072, "maxFragments"),
     maxBackpressure: nonNegative(options.maxBackpressure, 16 * 1024 * 1024, "maxBackpressure"),
     backpressurePolicy: policy(options.backpressurePolicy),
+    originAllowed: options.origins === undefined ? undefined : originMatcher(options.origins),
+    requireOrigin: options.requireOrigin ?? false,
+    rateLimit: options.rateLimit === undefined ? undefined : checkRateLimit(options.rateLimit),
+    trustedProxy: options.trustProxy === undefined || options.trustProxy.length === 0
+      ? undefined
+      : proxyTrust(options.trustProxy),
     maxHeadSize: positive(options.maxHeadSize, 8192, "maxHeadSize"),
     maxHeaders: positive(options.maxHeaders, 100, "maxHeaders"),
     maxLineLength: positive(options.maxLineLength, 4096, "maxLineLength"),

@@ -10,6 +10,8 @@ import type { DeflateNegotiationOptions } from "../protocol/extensions/deflate_n
 import type { RequestHeadLimits } from "../protocol/handshake.ts";
 import type { Connection } from "./connection.ts";
 import type { ServeOptions } from "./options.ts";
+import type { RateLimitOptions } from "./rate_limit.ts";
+import type { TopicRegistry } from "./topics.ts";
 
 /** {@linkcode ServeOptions} with every default filled in. */
 export type ResolvedOptions<T> =
@@ -29,6 +31,10 @@ export type ResolvedOptions<T> =
     | "maxFragments"
     | "maxBackpressure"
     | "backpressurePolicy"
+    | "origins"
+    | "requireOrigin"
+    | "trustProxy"
+    | "rateLimit"
   >
   & Required<RequestHeadLimits>
   & {
@@ -47,6 +53,13 @@ export type ResolvedOptions<T> =
     maxFragments: number;
     maxBackpressure: number;
     backpressurePolicy: "drop" | "close";
+    /** The Origin allowlist, compiled; `undefined` when every origin is accepted. */
+    originAllowed: ((origin: string) => boolean) | undefined;
+    requireOrigin: boolean;
+    /** Trusted proxies, compiled; `undefined` when none are. */
+    trustedProxy: ((address: string) => boolean) | undefined;
+    /** Rate limits, checked; `undefined` when there are none. */
+    rateLimit: RateLimitOptions | undefined;
   };
 
 /** permessage-deflate as the server offers it, settled from the options. */
@@ -70,6 +83,8 @@ export interface ServerCore<T> {
    * exact enough for timeouts of seconds.
    */
   readonly now: number;
+  /** The server's topics. */
+  readonly topics: TopicRegistry<Connection<T>>;
   /** A handshake completed. */
   opened(connection: Connection<T>): void;
   /** A handshake was refused with `status`. */

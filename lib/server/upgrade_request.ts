@@ -28,27 +28,33 @@ export class UpgradeRequest {
   #info: UpgradeRequestInfo;
   #headers: Headers | undefined;
   #url: URL | undefined;
-  /** The peer's IP address. */
+  /**
+   * The client's IP address: the TCP peer's, or with `trustProxy`, the address the trusted
+   * proxies forwarded for.
+   */
   readonly remoteAddress: string;
-  /** The peer's port. */
+  /** The TCP peer's port. */
   readonly remotePort: number;
+  /** The TCP peer's IP address (a proxy's, behind one). */
+  readonly peerAddress: string;
 
   /**
    * Made by the server for each upgrade request.
    *
    * @param head The parsed request head.
    * @param info What the handshake checks found.
-   * @param remote The peer's address and port.
+   * @param remote The client's address, the TCP peer's port and the TCP peer's address.
    */
   constructor(
     head: RequestHead,
     info: UpgradeRequestInfo,
-    remote: { address: string; port: number },
+    remote: { address: string; port: number; peerAddress?: string },
   ) {
     this.#head = head;
     this.#info = info;
     this.remoteAddress = remote.address;
     this.remotePort = remote.port;
+    this.peerAddress = remote.peerAddress ?? remote.address;
   }
 
   /** `"GET"`: an upgrade request is always a GET. */

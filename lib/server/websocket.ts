@@ -4,6 +4,7 @@
  * @module
  */
 import { Opcode } from "../protocol/opcode.ts";
+import { PreparedMessage } from "../protocol/prepared_message.ts";
 import type { Protocol } from "../protocol/protocol.ts";
 
 /**
@@ -48,6 +49,8 @@ export interface WebSocketDriver {
   readonly latency: number | undefined;
   /** Data messages dropped by the backpressure policy. */
   readonly droppedMessages: number;
+  /** Messages from the peer over its rate limits. */
+  readonly rateLimitedMessages: number;
   /** Sends a data message under the backpressure policy. */
   sendMessage(data: string | Uint8Array, owned: boolean, compress?: boolean): SendStatus;
   /** Resolves when nothing is queued any more (or the connection is gone). */
@@ -64,6 +67,31 @@ export interface WebSocketDriver {
   startClose(code?: number, reason?: string): void;
   /** Drops the TCP connection now. */
   terminate(): void;
+  /** Joins a topic. */
+  subscribe(topic: string): void;
+  /** Leaves a topic. */
+  unsubscribe(topic: string): void;
+  /** Whether it is subscribed to a topic. */
+  isSubscribed(topic: string): boolean;
+  /** Its topics. */
+  readonly topics: string[];
+  /** Publishes to a topic, skipping this connection unless `includeSelf`. */
+  publish(
+    topic: string,
+    message: PreparedMessage,
+    compress: boolean | undefined,
+    includeSelf: boolean,
+  ): number;
+}
+
+/** How {@linkcode ServerWebSocket.publish} and `server.publish` send a message. */
+export interface PublishOptions {
+  /** As for {@linkcode ServerWebSocket.send}: compress, or not; by default from the threshold
+   * on. @default {undefined} */
+  compress?: boolean;
+  /** `ws.publish` only: the sender gets the message too, if it is subscribed.
+   * @default {false} */
+  includeSelf?: boolean;
 }
 
 /** Fixed facts about a connection, settled by the handshake. */
@@ -109,9 +137,12 @@ export class ServerWebSocket<T = undefined> {
   readonly protocol: string;
   /** The negotiated extensions, such as `"permessage-deflate; server_no_context_takeover"`. */
   readonly extensions: string;
-  /** The peer's IP address. */
+  /**
+   * The client's IP address: the TCP peer's or, with the `trustProxy` option, the address the
+   * trusted proxies forwarded for.
+   */
   readonly remoteAddress: string;
-  /** The peer's port. */
+  /** The TCP peer's port. */
   readonly remotePort: number;
 
   /**
@@ -313,6 +344,14 @@ export class ServerWebSocket<T = undefined> {
   }
 
   /**
+   * Messages (and pings) from the peer that went over the `rateLimit` option's rates: dropped
+   * under policy `"drop"`, the cause of the 1008 close under `"close"`.
+   */
+  get rateLimitedMessages(): number {
+    return this.#driver.rateLimitedMessages;
+  }
+
+  /**
    * Sends a ping; the peer answers with a pong (the `pong` handler).
    *
    * @param data At most 125 bytes (a string is sent as its UTF-8).
@@ -357,6 +396,107 @@ export class ServerWebSocket<T = undefined> {
   terminate(): void {
     this.#driver.terminate();
   }
+
+  /**
+   * Subscribes this connection to a topic: it gets what is published to it (`server.publish`,
+   * `ws.publish`) until it unsubscribes or closes. Subscribing twice is the same as once; a
+   * closed connection cannot subscribe (nothing happens).
+   *
+   * @param topic Any string.
+   *
+   * @example
+   * ```ts
+   * import { serve } from "@sluice/ws";
+   * const server = serve({
+   *   port: 0,
+   *   open(ws) {
+   *     ws.subscribe("chat");
+   *   },
+   *   message(ws, data) {
+   *     ws.publish("chat", data); // to everyone in "chat" but the sender
+   *   },
+   * });
+   * await server.shutdown();
+   * ```
+   */
+  subscribe(topic: string): void {
+    this.#driver.subscribe(topicName(topic, "subscribe"));
+  }
+
+  /**
+   * Unsubscribes from a topic (nothing happens if not subscribed).
+   *
+   * @param topic The topic.
+   */
+  unsubscribe(topic: string): void {
+    this.#driver.unsubscribe(topicName(topic, "unsubscribe"));
+  }
+
+  /**
+   * Whether this connection is subscribed to a topic.
+   *
+   * @param topic The topic.
+   * @returns `true` if subscribed.
+   */
+  isSubscribed(topic: string): boolean {
+    return this.#driver.isSubscribed(topic);
+  }
+
+  /** The topics this connection is subscribed to (a copy). */
+  get topics(): string[] {
+    return this.#driver.topics;
+  }
+
+  /**
+   * Publishes a message to every subscriber of a topic but this connection (unless
+   * `includeSelf`). The message is framed once, compressed at most once per compression
+   * setting that allows it, and the same bytes go to every subscriber; a subscriber over
+   * `maxBackpressure` gets its backpressure policy.
+   *
+   * @param topic The topic.
+   * @param data A string as text, bytes as binary (copied: they may be reused at once).
+   * @param options `compress` and `includeSelf`.
+   * @returns How many connections the message reached (sent or queued, not dropped).
+   */
+  publish(
+    topic: string,
+    data: string | Uint8Array | ArrayBuffer | ArrayBufferView,
+    options: PublishOptions = {},
+  ): number {
+    const name = topicName(topic, "publish");
+    return this.#driver.publish(
+      name,
+      prepare(data),
+      options.compress,
+      options.includeSelf ?? false,
+    );
+  }
+}
+
+/**
+ * Frames a message once for a publish.
+ *
+ * @param data A string as text, bytes as binary.
+ * @returns The prepared message.
+ */
+export function prepare(
+  data: string | Uint8Array | ArrayBuffer | ArrayBufferView,
+): PreparedMessage {
+  return new PreparedMessage(typeof data === "string" ? data : toBytes(data, "publish"));
+}
+
+/**
+ * Checks a topic name.
+ *
+ * @param topic The name.
+ * @param what The operation, for the error message.
+ * @returns The name.
+ */
+export function topicName(topic: string, what: string): string {
+  if (typeof topic !== "string") {
+    throw new TypeError(`Cannot ${what}: the topic must be a string, got ${typeof topic}`);
+  }
+  return topic;
 }
 
 function toBytes(data: Uint8Array | ArrayBuffer | ArrayBufferView, what: string): Uint8Array {

@@ -26,6 +26,12 @@ export interface MessageCompressor {
   compress(data: Uint8Array, done: DeflateCallback): void;
   /** Frees the compressor's state. */
   close(): void;
+  /**
+   * `true` if each message is compressed on its own and `done` is called before `compress`
+   * returns, and the engine hands the same compressor to every connection with the same
+   * settings: then a broadcast may compress once and send the bytes to all of them.
+   */
+  readonly shareable?: boolean;
 }
 
 /** Decompresses one direction of one connection, message after message. */

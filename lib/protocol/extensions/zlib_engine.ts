@@ -50,6 +50,7 @@ function isTooLarge(error: unknown): boolean {
 
 /** One call per message, no state: the compressor for `server_no_context_takeover`. */
 class StatelessCompressor implements MessageCompressor {
+  readonly shareable = true;
   #options: ZlibOptions;
 
   constructor(options: ZlibOptions) {
