@@ -25,6 +25,7 @@ export { CloseCode, type ErrorCode, ErrorCodes, WebSocketError } from "./lib/pro
 export { isValidCloseCode } from "./lib/protocol/close.ts";
 export { Opcode } from "./lib/protocol/opcode.ts";
 export type {
+  HttpRequestInfo,
   PerMessageDeflateOptions,
   ServeOptions,
   UpgradeAccept,
@@ -33,6 +34,7 @@ export type {
 export type { OriginRule } from "./lib/server/origin.ts";
 export type { RateLimitOptions } from "./lib/server/rate_limit.ts";
 export { Server, type ShutdownOptions } from "./lib/server/server.ts";
+export type { ServerStats, TrafficCounts } from "./lib/server/stats.ts";
 export { type PublishOptions, SendStatus, ServerWebSocket } from "./lib/server/websocket.ts";
 export { UpgradeRequest } from "./lib/server/upgrade_request.ts";
 

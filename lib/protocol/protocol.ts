@@ -93,6 +93,18 @@ export interface ProtocolOptions {
   deflate?: PerMessageDeflate;
 }
 
+/** Bytes through permessage-deflate on one connection, for the compression ratio. */
+export interface CompressionCounters {
+  /** Compressed payload bytes received. */
+  compressedIn: number;
+  /** What they inflated to. */
+  rawIn: number;
+  /** Bytes of the messages sent compressed, before compression. */
+  rawOut: number;
+  /** What they compressed to. */
+  compressedOut: number;
+}
+
 /** The default {@linkcode ProtocolOptions.maxPayloadLength}: 16 MiB. */
 export const DEFAULT_MAX_PAYLOAD_LENGTH = 16 * 1024 * 1024;
 
@@ -144,6 +156,13 @@ export class Protocol implements FrameSink {
   // permessage-deflate: whether the open message is compressed, the opcode of the message
   // being inflated, and our frames waiting behind a compression in flight, in send order.
   #deflate: PerMessageDeflate | undefined;
+  /** Bytes in and out of compression: counted only when permessage-deflate is in use. */
+  readonly compression: CompressionCounters = {
+    compressedIn: 0,
+    rawIn: 0,
+    rawOut: 0,
+    compressedOut: 0,
+  };
   #compressed = false;
   #inflating = 0;
   /** The application paused decoding (pause()). */
@@ -279,8 +298,13 @@ export class Protocol implements FrameSink {
         this.#sendBytes(opcode, payload, true, compress);
       } else {
         const frame = message.compressedFrame(compressor);
-        if (frame instanceof WebSocketError) this.fail(frame);
-        else this.#emitFramed(opcode, frame, true);
+        if (frame instanceof WebSocketError) {
+          this.fail(frame);
+        } else {
+          this.compression.rawOut += payload.length;
+          this.compression.compressedOut += frame.length - payloadOffset(frame);
+          this.#emitFramed(opcode, frame, true);
+        }
       }
     } else {
       this.#emitFramed(opcode, message.frame, false);
@@ -311,6 +335,7 @@ export class Protocol implements FrameSink {
       // The slot keeps this message's place in the send order while it is compressed (at
       // once with a synchronous engine: then the slot is written and gone before this returns).
       this.#slots.push({ opcode, payload: undefined, rsv1: true, fin: true });
+      this.compression.rawOut += bytes.length;
       deflate.compressor.compress(bytes, this.#onDeflated);
       return;
     }
@@ -631,6 +656,7 @@ export class Protocol implements FrameSink {
   /** Inflates the compressed message just completed; decoding waits until it is done. */
   #inflate(): void {
     const data = concatBytes(this.#pieces, this.#messageLength);
+    this.compression.compressedIn += data.length;
     this.#inflating = this.#messageOpcode;
     this.#resetMessage();
     this.#parser.pause();
@@ -645,6 +671,7 @@ export class Protocol implements FrameSink {
       this.fail(result);
       return;
     }
+    this.compression.rawIn += result.length;
     if (opcode === Opcode.Text) {
       const text = decodeUtf8(result);
       if (text === undefined) {
@@ -679,6 +706,7 @@ export class Protocol implements FrameSink {
       this.fail(result);
       return;
     }
+    this.compression.compressedOut += result.length;
     slot.payload = result;
     const slots = this.#slots;
     while (slots.length !== 0 && slots[0].payload !== undefined) {

@@ -10,6 +10,7 @@ import {
   type DeflateAgreement,
   negotiateDeflate,
 } from "../protocol/extensions/deflate_negotiation.ts";
+import { concatBytes } from "../protocol/extensions/deflate_engine.ts";
 import { parseExtensions } from "../protocol/extensions/extension_header.ts";
 import { PerMessageDeflate } from "../protocol/extensions/permessage_deflate.ts";
 import {
@@ -18,6 +19,7 @@ import {
   httpResponse,
   isRefusal,
   refusalResponse,
+  type RequestHead,
   RequestHeadParser,
   type UpgradeRequestInfo,
   validateUpgradeRequest,
@@ -30,6 +32,7 @@ import type { UpgradeAccept, UpgradeResult } from "./options.ts";
 import { Outbox } from "./outbox.ts";
 import type { ResolvedOptions, ServerCore } from "./server_core.ts";
 import { RateLimiter } from "./rate_limit.ts";
+import { prometheusText, type TrafficCounts } from "./stats.ts";
 import type { Subscriber } from "./topics.ts";
 import type { Transport, TransportHandler } from "./transport.ts";
 import { UpgradeRequest } from "./upgrade_request.ts";
@@ -76,6 +79,13 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
   #backpressured = false;
   #dropped = 0;
   #flushWaiters: Array<() => void> = [];
+  // Traffic, for stats (bytes out: the outbox counts, plus urgent pings and pongs).
+  #messagesIn = 0;
+  #messagesOut = 0;
+  #bytesIn = 0;
+  #urgentBytes = 0;
+  /** A plain HTTP request whose body is still arriving. */
+  #http: { head: RequestHead; chunks: Uint8Array[]; received: number; length: number } | undefined;
   /** Rate limits on what the client sends, if the server sets any. */
   #limiter: RateLimiter | undefined;
   #rateLimited = 0;
@@ -169,6 +179,7 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
     this.#lastReceive = this.#server.now;
     const protocol = this.#protocol;
     if (protocol !== undefined) {
+      this.#bytesIn += chunk.length;
       const limiter = this.#limiter;
       if (
         limiter !== undefined && !limiter.takeBytes(chunk.length, Date.now()) &&
@@ -194,6 +205,8 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
       });
     } else if (this.#head !== undefined) {
       this.#readHead(chunk);
+    } else if (this.#http !== undefined) {
+      this.#readBody(chunk);
     } else if (this.#pending !== undefined) {
       // The upgrade hook is running: hold the bytes; past the limit, hold them back in TCP.
       this.#pending.push(chunk);
@@ -275,7 +288,23 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
   /** Over a rate limit: count, and close if that is the policy. */
   #rateLimit(): void {
     this.#rateLimited++;
+    this.#server.counters.rateLimitedMessages++;
     if (this.#options.rateLimit!.policy !== "drop") this.startClose(1008, "Rate limit exceeded");
+  }
+
+  /** This connection's traffic so far (all zero before the handshake completes). */
+  traffic(): TrafficCounts {
+    const compression = this.#protocol?.compression;
+    return {
+      messagesIn: this.#messagesIn,
+      messagesOut: this.#messagesOut,
+      bytesIn: this.#bytesIn,
+      bytesOut: this.#protocol === undefined ? 0 : this.#outbox.written + this.#urgentBytes,
+      compressedIn: compression?.compressedIn ?? 0,
+      rawIn: compression?.rawIn ?? 0,
+      rawOut: compression?.rawOut ?? 0,
+      compressedOut: compression?.compressedOut ?? 0,
+    };
   }
 
   /** @internal */
@@ -286,6 +315,7 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
   /** @internal */
   onMessage(data: string | Uint8Array, isBinary: boolean): void {
     this.#lastMessage = this.#server.now;
+    this.#messagesIn++;
     if (this.#limiter !== undefined && !this.#admit()) return;
     const handler = this.#options.message;
     if (handler === undefined) return;
@@ -299,7 +329,10 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
 
   /** @internal */
   onFragment(data: string | Uint8Array, isBinary: boolean, fin: boolean): void {
-    if (fin) this.#lastMessage = this.#server.now;
+    if (fin) {
+      this.#lastMessage = this.#server.now;
+      this.#messagesIn++;
+    }
     // A streamed message counts as one, at its end; its pieces are out already, so even under
     // "drop" it is delivered whole (only counted); "close" closes.
     if (fin && this.#limiter !== undefined && !this.#limiter.takeMessage(Date.now())) {
@@ -325,6 +358,7 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
     if (this.#pingSentAt !== 0 && payload.length === 0) {
       this.#latency = performance.now() - this.#pingStarted;
       this.#pingSentAt = 0;
+      this.#server.counters.latency(this.#latency);
     }
     this.#notify(this.#options.pong, payload);
   }
@@ -363,10 +397,13 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
   ): void {
     if (opcode < 0x8) {
       this.#lastMessage = this.#server.now;
+      if (fin) this.#messagesOut++;
     } else if (opcode !== 0x8 && this.transport.bufferedAmount !== 0) {
       // A ping or pong jumps ahead of data backed up for a slow reader (the Close frame does
       // not: the data accepted before it must go first).
-      this.transport.writeUrgent(encodeFrame(opcode, payload));
+      const frame = encodeFrame(opcode, payload);
+      this.#urgentBytes += frame.length;
+      this.transport.writeUrgent(frame);
       return;
     }
     this.#outbox.writeFrame(opcode, fin, rsv1, payload, owned);
@@ -375,6 +412,7 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
   /** @internal */
   writeFramed(frame: Uint8Array): void {
     this.#lastMessage = this.#server.now;
+    this.#messagesOut++;
     this.#outbox.writeShared(frame);
   }
 
@@ -418,13 +456,19 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
     if (this.bufferedAmount <= this.#options.maxBackpressure) return false;
     this.#dropped++;
     this.#backpressured = true;
-    if (this.#options.backpressurePolicy === "close") this.startClose(1008, "Backpressure limit");
+    const counters = this.#server.counters;
+    counters.droppedMessages++;
+    if (this.#options.backpressurePolicy === "close" && this.#protocol!.readyState === OPEN) {
+      counters.backpressureCloses++;
+      this.startClose(1008, "Backpressure limit");
+    }
     return true;
   }
 
   #sendStatus(): SendStatus {
     if (this.isBackedUp) {
       this.#backpressured = true;
+      this.#server.counters.backpressureEvents++;
       return SendStatus.Backpressure;
     }
     return SendStatus.Sent;
@@ -544,12 +588,22 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
       return;
     }
     const head = parser.head!;
+    const options = this.#options;
+    if (options.trustedProxy !== undefined) {
+      this.#address = clientAddress(this.#address, head.headers, options.trustedProxy);
+    }
+    if (
+      (options.fetch !== undefined || options.metricsPath !== undefined) &&
+      !head.headers.some(([name]) => name === "upgrade")
+    ) {
+      this.#startHttp(head, parser.rest);
+      return;
+    }
     const info = validateUpgradeRequest(head);
     if (isRefusal(info)) {
       this.#refuse(info);
       return;
     }
-    const options = this.#options;
     const allowed = options.originAllowed;
     if (
       allowed !== undefined &&
@@ -564,9 +618,6 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
         headers: [],
       });
       return;
-    }
-    if (options.trustedProxy !== undefined) {
-      this.#address = clientAddress(this.#address, head.headers, options.trustedProxy);
     }
     const deflate = this.#options.deflate;
     if (deflate !== undefined && info.extensions !== "") {
@@ -688,7 +739,103 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
     const pending = this.#pending!;
     this.#pending = undefined;
     if (this.#pendingBytes > PENDING_LIMIT) this.transport.resume();
-    for (const chunk of pending) this.#protocol.receive(chunk);
+    for (const chunk of pending) {
+      this.#bytesIn += chunk.length;
+      this.#protocol.receive(chunk);
+    }
+  }
+
+  // Plain HTTP: one request per connection, answered by the metrics path or `fetch`.
+
+  #startHttp(head: RequestHead, rest: Uint8Array): void {
+    let length = 0;
+    for (const [name, value] of head.headers) {
+      if (name === "transfer-encoding") {
+        // RFC 9112 §6.1: a transfer coding the server does not understand gets 501.
+        this.#refuse({
+          status: 501,
+          message: "Chunked request bodies are not supported",
+          headers: [],
+        });
+        return;
+      }
+      if (name === "content-length") {
+        if (!/^[0-9]{1,15}$/.test(value) || (length !== 0 && Number(value) !== length)) {
+          this.#refuse({
+            status: 400,
+            message: "Bad request: invalid Content-Length",
+            headers: [],
+          });
+          return;
+        }
+        length = Number(value);
+      }
+    }
+    if (length > this.#options.maxRequestBodySize) {
+      this.#refuse({ status: 413, message: "The request body is too large", headers: [] });
+      return;
+    }
+    this.#http = { head, chunks: [], received: 0, length };
+    this.#readBody(rest);
+  }
+
+  #readBody(chunk: Uint8Array): void {
+    const http = this.#http!;
+    if (http.received < http.length && chunk.length !== 0) {
+      const piece = chunk.subarray(0, http.length - http.received);
+      http.chunks.push(piece);
+      http.received += piece.length;
+    }
+    if (http.received < http.length) return;
+    // Bytes past the body (a pipelined request) are ignored from here: each response closes.
+    this.#http = undefined;
+    this.#answerHttp(http.head, http.chunks, http.length);
+  }
+
+  async #answerHttp(head: RequestHead, chunks: Uint8Array[], length: number): Promise<void> {
+    const options = this.#options;
+    let response: Response | undefined | void;
+    try {
+      const host = head.headers.find(([name]) => name === "host")?.[1] ?? "localhost";
+      const url = new URL(
+        head.target,
+        `${options.cert === undefined ? "http" : "https"}://${host}`,
+      );
+      if (options.metricsPath !== undefined && url.pathname === options.metricsPath) {
+        if (head.method === "GET" || head.method === "HEAD") {
+          response = new Response(prometheusText(this.#server.stats()), {
+            headers: { "Content-Type": "text/plain; version=0.0.4; charset=utf-8" },
+          });
+        } else {
+          response = new Response("Method not allowed", {
+            status: 405,
+            headers: { Allow: "GET, HEAD" },
+          });
+        }
+      } else if (options.fetch !== undefined) {
+        const headers = new Headers();
+        for (const [name, value] of head.headers) headers.append(name, value);
+        const body = head.method === "GET" || head.method === "HEAD"
+          ? undefined
+          : concatBytes(chunks, length) as Uint8Array<ArrayBuffer>;
+        response = await options.fetch(new Request(url, { method: head.method, headers, body }), {
+          remoteAddress: this.#address,
+          peerAddress: this.transport.remoteAddress,
+        });
+      }
+    } catch (error) {
+      if (this.#gone) return;
+      this.#reportError(error, true);
+      this.#refuse({ status: 500, message: "Internal Server Error", headers: [] });
+      return;
+    }
+    if (this.#gone) return;
+    this.#server.counters.httpRequests++;
+    if (response === undefined || response === null) {
+      this.#refuse({ status: 404, message: "Not found", headers: [] });
+      return;
+    }
+    this.#respond(response as Response, head.method === "HEAD");
   }
 
   #refuse(refusal: HandshakeRefusal): void {
@@ -700,6 +847,11 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
 
   #refuseWith(response: Response): void {
     this.#server.refused(response.status);
+    this.#respond(response, false);
+  }
+
+  /** Writes a `Response` (its body read whole), then closes. */
+  #respond(response: Response, headOnly: boolean): void {
     response.arrayBuffer().then(
       (body) => {
         if (this.#gone) return;
@@ -717,6 +869,8 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
           this.#hookFailed(error);
           return;
         }
+        // A response to HEAD has the headers of the GET response and no body (RFC 9110 §9.3.2).
+        if (headOnly) bytes = bytes.subarray(0, bytes.length - body.byteLength);
         this.transport.write(bytes, false);
         this.transport.end();
         this.#startTimer();

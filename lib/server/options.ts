@@ -54,6 +54,14 @@ export interface UpgradeAccept<T> {
  */
 export type UpgradeResult<T> = UpgradeAccept<T> | Response | undefined | void;
 
+/** What the `fetch` handler learns about a plain HTTP request besides the request itself. */
+export interface HttpRequestInfo {
+  /** The client's address (with `trustProxy`, the one the proxies forwarded for). */
+  remoteAddress: string;
+  /** The TCP peer's address. */
+  peerAddress: string;
+}
+
 /** The options of {@linkcode serve}. `T` is the type of `ws.data`. */
 export interface ServeOptions<T = undefined> {
   /** The port; 0 picks a free one (read it from `server.port`). @default {8080} */
@@ -102,6 +110,26 @@ export interface ServeOptions<T = undefined> {
    * one the client offers that is in this list is chosen. @default {[]}
    */
   protocols?: string[];
+  /**
+   * Answers plain HTTP requests (those without an `Upgrade` header) on the same port: health
+   * checks, a static page, an API. Returning nothing answers 404; throwing answers 500 and
+   * reports the error. Each response closes its connection (`Connection: close`). Request
+   * bodies need a Content-Length (chunked requests get 501) of at most `maxRequestBodySize`
+   * (413 above it). Without this handler such requests get 426 Upgrade Required.
+   */
+  fetch?(
+    request: Request,
+    info: HttpRequestInfo,
+  ): Response | undefined | void | Promise<Response | undefined | void>;
+  /**
+   * A path (such as `"/metrics"`) where a GET answers `server.metrics()`, the Prometheus text
+   * exposition, before the `fetch` handler is asked. Serve it only where scrapers can reach
+   * it (it shows traffic figures). @default {undefined}
+   */
+  metricsPath?: string;
+  /** Bytes of a plain HTTP request body the `fetch` handler may get (413 above).
+   * @default {1048576} */
+  maxRequestBodySize?: number;
   /** A connection is open. */
   open?(ws: ServerWebSocket<T>): void | Promise<void>;
   /**

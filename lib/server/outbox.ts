@@ -47,6 +47,7 @@ export class Outbox {
   #lone: Uint8Array | undefined;
   #onFlushed: () => void;
   #corked = 0;
+  #written = 0;
   #dirty = false;
 
   /**
@@ -58,6 +59,11 @@ export class Outbox {
   constructor(transport: Transport, onFlushed: () => void = () => {}) {
     this.#transport = transport;
     this.#onFlushed = onFlushed;
+  }
+
+  /** Bytes handed to the transport so far. */
+  get written(): number {
+    return this.#written;
   }
 
   /** Bytes corked and not yet handed to the transport. */
@@ -153,6 +159,7 @@ export class Outbox {
   flush(): void {
     this.#dirty = false;
     if (this.#corked === 0) return;
+    this.#written += this.#corked;
     this.#corked = 0;
     const transport = this.#transport;
     const lone = this.#lone;

@@ -15,6 +15,13 @@ import type { DeflateSetup, ResolvedOptions, ServerCore } from "./server_core.ts
 import { proxyTrust } from "./forwarded.ts";
 import { originMatcher } from "./origin.ts";
 import { checkRateLimit } from "./rate_limit.ts";
+import {
+  addTraffic,
+  prometheusText,
+  ServerCounters,
+  type ServerStats,
+  zeroTraffic,
+} from "./stats.ts";
 import { LocalTopics } from "./topics.ts";
 import type { Listen, Listener, Transport } from "./transport.ts";
 import { prepare, type PublishOptions, topicName } from "./websocket.ts";
@@ -121,6 +128,37 @@ export class Server<T = undefined> {
   }
 
   /**
+   * A snapshot of the server's state and its counters since it started: connections, refusals
+   * by status, messages and bytes each way, compression, backpressure, rate limits, topics and
+   * the heartbeat round-trip histogram. Costs a pass over the open connections.
+   *
+   * @returns The snapshot.
+   *
+   * @example
+   * ```ts
+   * import { serve } from "@sluice/ws";
+   * const server = serve({ port: 0 });
+   * const { connections, messagesIn, refused } = server.stats();
+   * console.log(connections, messagesIn, refused); // 0 0 {}
+   * await server.shutdown();
+   * ```
+   */
+  stats(): ServerStats {
+    return this.#core.stats();
+  }
+
+  /**
+   * {@linkcode Server.stats} in the Prometheus text exposition format (version 0.0.4), for a
+   * scraper: serve it from the `fetch` handler, or name a path with the `metricsPath` option.
+   *
+   * @param prefix The metric name prefix. @default {"sluice"}
+   * @returns The exposition text.
+   */
+  metrics(prefix = "sluice"): string {
+    return prometheusText(this.#core.stats(), prefix);
+  }
+
+  /**
    * How many connections are subscribed to a topic.
    *
    * @param topic The topic.
@@ -175,6 +213,7 @@ class Core<T> implements ServerCore<T> {
   readonly options: ResolvedOptions<T>;
   readonly connections = new Set<Connection<T>>();
   readonly topics = new LocalTopics<Connection<T>>();
+  readonly counters = new ServerCounters();
   open = 0;
   now = Date.now();
   #empty: (() => void) | undefined;
@@ -223,15 +262,46 @@ class Core<T> implements ServerCore<T> {
 
   opened(_connection: Connection<T>): void {
     this.open++;
+    this.counters.accepted++;
   }
 
-  refused(_status: number): void {}
+  refused(status: number): void {
+    this.counters.refuse(status);
+  }
+
+  stats(): ServerStats {
+    const counters = this.counters;
+    const traffic = zeroTraffic();
+    addTraffic(traffic, counters.closed);
+    let handshaking = 0;
+    for (const connection of this.connections) {
+      if (connection.webSocket === undefined) handshaking++;
+      else addTraffic(traffic, connection.traffic());
+    }
+    return {
+      connections: this.open,
+      handshaking,
+      accepted: counters.accepted,
+      refused: { ...counters.refused },
+      httpRequests: counters.httpRequests,
+      ...traffic,
+      compressionRatio: traffic.rawOut === 0 ? 0 : traffic.compressedOut / traffic.rawOut,
+      backpressureEvents: counters.backpressureEvents,
+      droppedMessages: counters.droppedMessages,
+      backpressureCloses: counters.backpressureCloses,
+      rateLimitedMessages: counters.rateLimitedMessages,
+      topics: this.topics.size,
+      subscriptions: this.topics.subscriptions,
+      latency: counters.latencySnapshot(),
+    };
+  }
 
   closed(_connection: Connection<T>): void {
     this.open--;
   }
 
   untrack(connection: Connection<T>): void {
+    if (connection.webSocket !== undefined) addTraffic(this.counters.closed, connection.traffic());
     this.connections.delete(connection);
     if (this.connections.size === 0) this.#empty?.();
   }
@@ -263,6 +333,7 @@ function resolve<T>(options: ServeOptions<T>): ResolvedOptions<T> {
     originAllowed: options.origins === undefined ? undefined : originMatcher(options.origins),
     requireOrigin: options.requireOrigin ?? false,
     rateLimit: options.rateLimit === undefined ? undefined : checkRateLimit(options.rateLimit),
+    maxRequestBodySize: nonNegative(options.maxRequestBodySize, 1024 * 1024, "maxRequestBodySize"),
     trustedProxy: options.trustProxy === undefined || options.trustProxy.length === 0
       ? undefined
       : proxyTrust(options.trustProxy),

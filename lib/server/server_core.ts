@@ -11,6 +11,7 @@ import type { RequestHeadLimits } from "../protocol/handshake.ts";
 import type { Connection } from "./connection.ts";
 import type { ServeOptions } from "./options.ts";
 import type { RateLimitOptions } from "./rate_limit.ts";
+import type { ServerCounters, ServerStats } from "./stats.ts";
 import type { TopicRegistry } from "./topics.ts";
 
 /** {@linkcode ServeOptions} with every default filled in. */
@@ -35,6 +36,7 @@ export type ResolvedOptions<T> =
     | "requireOrigin"
     | "trustProxy"
     | "rateLimit"
+    | "maxRequestBodySize"
   >
   & Required<RequestHeadLimits>
   & {
@@ -60,6 +62,7 @@ export type ResolvedOptions<T> =
     trustedProxy: ((address: string) => boolean) | undefined;
     /** Rate limits, checked; `undefined` when there are none. */
     rateLimit: RateLimitOptions | undefined;
+    maxRequestBodySize: number;
   };
 
 /** permessage-deflate as the server offers it, settled from the options. */
@@ -83,6 +86,10 @@ export interface ServerCore<T> {
    * exact enough for timeouts of seconds.
    */
   readonly now: number;
+  /** A snapshot of the stats. */
+  stats(): ServerStats;
+  /** Counters the connections bump. */
+  readonly counters: ServerCounters;
   /** The server's topics. */
   readonly topics: TopicRegistry<Connection<T>>;
   /** A handshake completed. */

@@ -1,0 +1,245 @@
+/**
+ * What `server.stats()` reports, how it is counted, and its Prometheus text exposition.
+ *
+ * Counting stays off the hot path: a connection bumps a few numbers of its own per message,
+ * and they are summed over connections only when stats are asked for (closed connections'
+ * counts are folded into the server's totals as they go).
+ *
+ * @module
+ */
+
+/** Upper bounds (ms) of the heartbeat round-trip histogram's buckets. */
+export const LATENCY_BUCKETS: readonly number[] = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500];
+
+/** Traffic counts of one connection, or summed over many. */
+export interface TrafficCounts {
+  /** Data messages received (a streamed message counts once). */
+  messagesIn: number;
+  /** Data messages sent. */
+  messagesOut: number;
+  /** Bytes read from sockets after the handshake: frames, headers included. */
+  bytesIn: number;
+  /** Bytes handed to sockets after the handshake: frames, headers included. */
+  bytesOut: number;
+  /** Compressed payload bytes received (permessage-deflate). */
+  compressedIn: number;
+  /** What they inflated to. */
+  rawIn: number;
+  /** Bytes of messages sent compressed, before compression. */
+  rawOut: number;
+  /** What they compressed to. */
+  compressedOut: number;
+}
+
+/** A snapshot of a server's state and counters since it started. */
+export interface ServerStats extends TrafficCounts {
+  /** WebSocket connections open now. */
+  connections: number;
+  /** TCP connections in their handshake now (or an HTTP request being answered). */
+  handshaking: number;
+  /** Handshakes completed. */
+  accepted: number;
+  /** Requests refused, by HTTP status: `{ "403": 2, "503": 1 }` (408: handshake timeout). */
+  refused: Record<string, number>;
+  /** Plain HTTP requests answered (the `fetch` handler, the metrics path). */
+  httpRequests: number;
+  /**
+   * Compressed size over raw size of what was sent compressed (0 when nothing was): 0.25 means
+   * compression saved three quarters.
+   */
+  compressionRatio: number;
+  /** Sends that met backpressure (`SendStatus.Backpressure`, or a publish queued behind it). */
+  backpressureEvents: number;
+  /** Data messages dropped by the backpressure policy. */
+  droppedMessages: number;
+  /** Connections closed by the backpressure policy `"close"`. */
+  backpressureCloses: number;
+  /** Messages from clients over their rate limits. */
+  rateLimitedMessages: number;
+  /** Topics with at least one subscriber. */
+  topics: number;
+  /** Subscriptions summed over topics. */
+  subscriptions: number;
+  /** Heartbeat round trips: count, sum (ms) and cumulative buckets (`le` in ms). */
+  latency: { count: number; sum: number; buckets: Array<{ le: number; count: number }> };
+}
+
+/** A fresh set of traffic counts, all zero. */
+export function zeroTraffic(): TrafficCounts {
+  return {
+    messagesIn: 0,
+    messagesOut: 0,
+    bytesIn: 0,
+    bytesOut: 0,
+    compressedIn: 0,
+    rawIn: 0,
+    rawOut: 0,
+    compressedOut: 0,
+  };
+}
+
+/**
+ * Adds `from` into `into`.
+ *
+ * @param into The totals.
+ * @param from One connection's counts.
+ */
+export function addTraffic(into: TrafficCounts, from: TrafficCounts): void {
+  into.messagesIn += from.messagesIn;
+  into.messagesOut += from.messagesOut;
+  into.bytesIn += from.bytesIn;
+  into.bytesOut += from.bytesOut;
+  into.compressedIn += from.compressedIn;
+  into.rawIn += from.rawIn;
+  into.rawOut += from.rawOut;
+  into.compressedOut += from.compressedOut;
+}
+
+/** The server-wide counters connections bump directly (none of them per message). */
+export class ServerCounters {
+  /** Handshakes completed. */
+  accepted = 0;
+  /** Refusals by status. */
+  readonly refused: Record<string, number> = {};
+  /** Plain HTTP requests answered. */
+  httpRequests = 0;
+  /** See {@linkcode ServerStats.backpressureEvents}. */
+  backpressureEvents = 0;
+  /** See {@linkcode ServerStats.droppedMessages}. */
+  droppedMessages = 0;
+  /** See {@linkcode ServerStats.backpressureCloses}. */
+  backpressureCloses = 0;
+  /** See {@linkcode ServerStats.rateLimitedMessages}. */
+  rateLimitedMessages = 0;
+  /** Traffic of connections that have closed. */
+  readonly closed: TrafficCounts = zeroTraffic();
+  readonly #latency = new Array<number>(LATENCY_BUCKETS.length + 1).fill(0);
+  #latencyCount = 0;
+  #latencySum = 0;
+
+  /**
+   * Counts a refusal.
+   *
+   * @param status The HTTP status sent.
+   */
+  refuse(status: number): void {
+    this.refused[status] = (this.refused[status] ?? 0) + 1;
+  }
+
+  /**
+   * Records a heartbeat round trip.
+   *
+   * @param ms The round trip in ms.
+   */
+  latency(ms: number): void {
+    let i = 0;
+    while (i < LATENCY_BUCKETS.length && ms > LATENCY_BUCKETS[i]) i++;
+    this.#latency[i]++;
+    this.#latencyCount++;
+    this.#latencySum += ms;
+  }
+
+  /** The round-trip histogram, with cumulative buckets as Prometheus has them. */
+  latencySnapshot(): ServerStats["latency"] {
+    let running = 0;
+    const buckets = LATENCY_BUCKETS.map((le, i) => ({ le, count: running += this.#latency[i] }));
+    return { count: this.#latencyCount, sum: this.#latencySum, buckets };
+  }
+}
+
+/**
+ * Formats stats in the Prometheus text exposition format (version 0.0.4).
+ *
+ * @param stats A snapshot from `server.stats()`.
+ * @param prefix The metric name prefix. @default {"sluice"}
+ * @returns The text, to serve with `Content-Type: text/plain; version=0.0.4`.
+ *
+ * @example
+ * ```ts
+ * import { serve } from "@sluice/ws";
+ * import { prometheusText } from "./stats.ts";
+ * const server = serve({ port: 0 });
+ * console.log(prometheusText(server.stats()).includes("sluice_connections 0")); // true
+ * await server.shutdown();
+ * ```
+ */
+export function prometheusText(stats: ServerStats, prefix = "sluice"): string {
+  const lines: string[] = [];
+  const metric = (
+    name: string,
+    type: "counter" | "gauge",
+    help: string,
+    value: number | Array<[string, number]>,
+  ) => {
+    const full = `${prefix}_${name}`;
+    lines.push(`# HELP ${full} ${help}`, `# TYPE ${full} ${type}`);
+    if (typeof value === "number") lines.push(`${full} ${value}`);
+    else for (const [labels, v] of value) lines.push(`${full}{${labels}} ${v}`);
+  };
+  metric("connections", "gauge", "WebSocket connections open.", stats.connections);
+  metric("handshaking", "gauge", "TCP connections in their handshake.", stats.handshaking);
+  metric("accepted_total", "counter", "Handshakes completed.", stats.accepted);
+  metric(
+    "refused_total",
+    "counter",
+    "Requests refused, by HTTP status.",
+    Object.entries(stats.refused).map(([status, n]) => [`status="${status}"`, n]),
+  );
+  metric("http_requests_total", "counter", "Plain HTTP requests answered.", stats.httpRequests);
+  metric("messages_total", "counter", "Data messages, by direction.", [
+    ['direction="in"', stats.messagesIn],
+    ['direction="out"', stats.messagesOut],
+  ]);
+  metric("bytes_total", "counter", "Frame bytes after the handshake, by direction.", [
+    ['direction="in"', stats.bytesIn],
+    ['direction="out"', stats.bytesOut],
+  ]);
+  metric("compression_raw_bytes_total", "counter", "Bytes before compression / after inflation.", [
+    ['direction="in"', stats.rawIn],
+    ['direction="out"', stats.rawOut],
+  ]);
+  metric("compression_compressed_bytes_total", "counter", "Compressed payload bytes.", [
+    ['direction="in"', stats.compressedIn],
+    ['direction="out"', stats.compressedOut],
+  ]);
+  metric(
+    "backpressure_events_total",
+    "counter",
+    "Sends that met backpressure.",
+    stats.backpressureEvents,
+  );
+  metric(
+    "dropped_messages_total",
+    "counter",
+    "Data messages dropped by the backpressure policy.",
+    stats.droppedMessages,
+  );
+  metric(
+    "backpressure_closes_total",
+    "counter",
+    "Connections closed by the backpressure policy.",
+    stats.backpressureCloses,
+  );
+  metric(
+    "rate_limited_messages_total",
+    "counter",
+    "Messages over a client's rate limits.",
+    stats.rateLimitedMessages,
+  );
+  metric("topics", "gauge", "Topics with subscribers.", stats.topics);
+  metric("subscriptions", "gauge", "Subscriptions over all topics.", stats.subscriptions);
+  const latency = `${prefix}_heartbeat_rtt_ms`;
+  lines.push(
+    `# HELP ${latency} Heartbeat ping round trips, in milliseconds.`,
+    `# TYPE ${latency} histogram`,
+  );
+  for (const { le, count } of stats.latency.buckets) {
+    lines.push(`${latency}_bucket{le="${le}"} ${count}`);
+  }
+  lines.push(
+    `${latency}_bucket{le="+Inf"} ${stats.latency.count}`,
+    `${latency}_sum ${stats.latency.sum}`,
+    `${latency}_count ${stats.latency.count}`,
+  );
+  return lines.join("\n") + "\n";
+}
