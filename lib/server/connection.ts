@@ -448,7 +448,8 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
     if (protocol.readyState !== OPEN || this.#overBackpressure()) return false;
     protocol.sendPrepared(message, compress);
     this.#sendStatus();
-    return true;
+    // A compression error fails the connection inside sendPrepared: then it was not reached.
+    return protocol.readyState === OPEN;
   }
 
   /** Over `maxBackpressure`: the message is dropped, and the policy applies. */

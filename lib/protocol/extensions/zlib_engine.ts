@@ -99,6 +99,7 @@ class StreamCompressor implements MessageCompressor {
   #length = 0;
   #queue: Array<{ data: Uint8Array; done: DeflateCallback }> = [];
   #error: unknown;
+  #closed = false;
 
   constructor(options: ZlibOptions) {
     this.#stream = createDeflateRaw(options);
@@ -129,7 +130,9 @@ class StreamCompressor implements MessageCompressor {
     const { data } = this.#queue[0];
     this.#stream.write(data);
     this.#stream.flush(SYNC_FLUSH, () => {
-      if (this.#error !== undefined) return;
+      // Closed meanwhile (the connection went away mid-compression): nobody waits for the
+      // result. zlib may still call back, on Deno even twice.
+      if (this.#error !== undefined || this.#closed || this.#queue.length === 0) return;
       const out = concatBytes(this.#chunks, this.#length);
       this.#chunks = [];
       this.#length = 0;
@@ -140,6 +143,7 @@ class StreamCompressor implements MessageCompressor {
   }
 
   close(): void {
+    this.#closed = true;
     this.#queue.length = 0;
     this.#stream.destroy();
   }

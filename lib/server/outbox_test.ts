@@ -1,0 +1,315 @@
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { encodeFrame } from "../protocol/frame_writer.ts";
+import { Opcode } from "../protocol/opcode.ts";
+import { PreparedMessage } from "../protocol/prepared_message.ts";
+import { concat, pattern, sameBytes, toHex } from "../protocol/_test_util.ts";
+import { Outbox, ZERO_COPY_THRESHOLD } from "./outbox.ts";
+import type { Transport } from "./transport.ts";
+
+/** One call of `Transport.write`. */
+interface Write {
+  /** The chunk as given (for identity checks). */
+  chunk: Uint8Array;
+  /** Its bytes at the time of the call (the outbox may reuse a reusable chunk's memory). */
+  bytes: Uint8Array;
+  reusable: boolean;
+  partial: boolean | undefined;
+}
+
+/** A transport that records its writes and nothing else. */
+class FakeTransport implements Transport {
+  readonly remoteAddress = "127.0.0.1";
+  readonly remotePort = 1;
+  readonly bufferedAmount = 0;
+  writes: Write[] = [];
+  urgent: Uint8Array[] = [];
+
+  write(chunk: Uint8Array, reusable: boolean, partial?: boolean): void {
+    this.writes.push({ chunk, bytes: chunk.slice(), reusable, partial });
+  }
+
+  writeUrgent(chunk: Uint8Array): void {
+    this.urgent.push(chunk);
+  }
+
+  end(): void {}
+  destroy(): void {}
+  pause(): void {}
+  resume(): void {}
+
+  /** Every byte written so far, in order. */
+  get all(): Uint8Array {
+    return concat(...this.writes.map((w) => w.bytes));
+  }
+}
+
+/** An outbox on a fake transport, counting its flushes. */
+function setup(): { outbox: Outbox; transport: FakeTransport; flushes: () => number } {
+  const transport = new FakeTransport();
+  let flushes = 0;
+  const outbox = new Outbox(transport, () => flushes++);
+  return { outbox, transport, flushes: () => flushes };
+}
+
+/** Lets the microtask flush run (it was queued before this await). */
+const microtasks = () => Promise.resolve();
+
+/** A frame as the outbox writes it for writeFrame(opcode, true, false, payload, …). */
+const frameOf = (opcode: number, payload: Uint8Array) => encodeFrame(opcode, payload);
+
+describe("Outbox.writeShared", () => {
+  it("a lone shared frame goes to the transport by reference, not reusable, at the flush", async () => {
+    const { outbox, transport, flushes } = setup();
+    const message = new PreparedMessage("hello");
+    outbox.writeShared(message.frame);
+    assert.equal(transport.writes.length, 0, "corked until the end of the tick");
+    assert.equal(outbox.corked, message.frame.length);
+    await microtasks();
+    assert.equal(transport.writes.length, 1);
+    const [write] = transport.writes;
+    assert.equal(write.chunk, message.frame, "the same object");
+    assert.equal(write.reusable, false);
+    assert.ok(write.partial !== true, "a whole frame");
+    assert.equal(outbox.corked, 0);
+    assert.equal(flushes(), 1);
+  });
+
+  it("a lone shared frame in each of two ticks: each by reference", async () => {
+    const { outbox, transport } = setup();
+    const a = new PreparedMessage("a");
+    const b = new PreparedMessage(pattern(1000, 1));
+    outbox.writeShared(a.frame);
+    await microtasks();
+    outbox.writeShared(b.frame);
+    await microtasks();
+    assert.deepEqual(transport.writes.map((w) => [w.chunk, w.reusable]), [
+      [a.frame, false],
+      [b.frame, false],
+    ]);
+  });
+
+  it("the same frame shared by many outboxes: every one writes that object", async () => {
+    const message = new PreparedMessage(pattern(200, 2));
+    const boxes = Array.from({ length: 50 }, setup);
+    for (const { outbox } of boxes) outbox.writeShared(message.frame);
+    await microtasks();
+    for (const { transport } of boxes) {
+      assert.equal(transport.writes.length, 1);
+      assert.equal(transport.writes[0].chunk, message.frame);
+      assert.equal(transport.writes[0].reusable, false);
+    }
+  });
+
+  it("shared then writeFrame in one tick: one write, both frames in order", async () => {
+    const { outbox, transport, flushes } = setup();
+    const shared = new PreparedMessage("shared");
+    const own = pattern(300, 3);
+    outbox.writeShared(shared.frame);
+    outbox.writeFrame(Opcode.Binary, true, false, own, false);
+    const expected = concat(shared.frame, frameOf(Opcode.Binary, own));
+    assert.equal(outbox.corked, expected.length);
+    await microtasks();
+    assert.equal(transport.writes.length, 1);
+    const [write] = transport.writes;
+    assert.notEqual(write.chunk, shared.frame, "copied in with the other frame");
+    assert.equal(toHex(write.bytes), toHex(expected));
+    assert.equal(write.reusable, true, "the pooled buffer");
+    assert.equal(flushes(), 1);
+    // The shared frame was only read.
+    assert.equal(toHex(shared.frame), toHex(new PreparedMessage("shared").frame));
+  });
+
+  it("writeFrame then shared in one tick: one write, both frames in order", async () => {
+    const { outbox, transport } = setup();
+    const shared = new PreparedMessage(pattern(130, 4));
+    outbox.writeFrame(Opcode.Text, true, false, new TextEncoder().encode("first"), false);
+    outbox.writeShared(shared.frame);
+    const expected = concat(frameOf(Opcode.Text, new TextEncoder().encode("first")), shared.frame);
+    assert.equal(outbox.corked, expected.length);
+    await microtasks();
+    assert.equal(transport.writes.length, 1);
+    assert.equal(toHex(transport.writes[0].bytes), toHex(expected));
+    assert.equal(transport.writes[0].reusable, true);
+  });
+
+  it("two shared frames in one tick: one write, in order", async () => {
+    const { outbox, transport } = setup();
+    const a = new PreparedMessage("one");
+    const b = new PreparedMessage("two");
+    outbox.writeShared(a.frame);
+    outbox.writeShared(b.frame);
+    outbox.writeShared(a.frame);
+    await microtasks();
+    assert.equal(transport.writes.length, 1);
+    assert.equal(toHex(transport.writes[0].bytes), toHex(concat(a.frame, b.frame, a.frame)));
+  });
+
+  it("a shared frame of 16 KiB or more after a small frame: two writes, the big one by reference", async () => {
+    const { outbox, transport } = setup();
+    const big = new PreparedMessage(pattern(ZERO_COPY_THRESHOLD, 5));
+    assert.ok(big.frame.length >= ZERO_COPY_THRESHOLD);
+    const small = pattern(10, 6);
+    outbox.writeFrame(Opcode.Binary, true, false, small, false);
+    outbox.writeShared(big.frame);
+    assert.equal(outbox.corked, 12 + big.frame.length);
+    await microtasks();
+    assert.equal(transport.writes.length, 2);
+    const [first, second] = transport.writes;
+    assert.equal(toHex(first.bytes), toHex(frameOf(Opcode.Binary, small)));
+    assert.equal(first.reusable, true);
+    assert.ok(first.partial !== true);
+    assert.equal(second.chunk, big.frame, "by reference");
+    assert.equal(second.reusable, false);
+    assert.ok(second.partial !== true);
+  });
+
+  it("a big shared frame alone, then a small frame: two writes in order, the big one by reference", async () => {
+    const { outbox, transport } = setup();
+    const big = new PreparedMessage(pattern(20_000, 7));
+    const small = new TextEncoder().encode("after");
+    outbox.writeShared(big.frame);
+    outbox.writeFrame(Opcode.Text, true, false, small, false);
+    await microtasks();
+    assert.equal(transport.writes.length, 2);
+    assert.equal(transport.writes[0].chunk, big.frame);
+    assert.equal(transport.writes[0].reusable, false);
+    assert.equal(toHex(transport.writes[1].bytes), toHex(frameOf(Opcode.Text, small)));
+    assert.equal(transport.writes[1].reusable, true);
+  });
+
+  it("small, big shared, small: three writes in order", async () => {
+    const { outbox, transport } = setup();
+    const big = new PreparedMessage(pattern(40_000, 8));
+    const a = pattern(50, 9);
+    const b = pattern(60, 10);
+    outbox.writeFrame(Opcode.Binary, true, false, a, false);
+    outbox.writeShared(big.frame);
+    outbox.writeFrame(Opcode.Binary, true, false, b, false);
+    await microtasks();
+    assert.equal(transport.writes.length, 3);
+    assert.equal(transport.writes[1].chunk, big.frame);
+    assert.ok(
+      sameBytes(
+        transport.all,
+        concat(frameOf(Opcode.Binary, a), big.frame, frameOf(Opcode.Binary, b)),
+      ),
+    );
+  });
+
+  it("a lone shared frame, then an owned payload of 16 KiB: the header stays with the shared frame", async () => {
+    const { outbox, transport } = setup();
+    const shared = new PreparedMessage("x");
+    const payload = pattern(ZERO_COPY_THRESHOLD, 11);
+    outbox.writeShared(shared.frame);
+    outbox.writeFrame(Opcode.Binary, true, false, payload, true);
+    await microtasks();
+    assert.equal(transport.writes.length, 2);
+    const [head, body] = transport.writes;
+    assert.equal(
+      toHex(head.bytes),
+      toHex(
+        concat(shared.frame, frameOf(Opcode.Binary, payload))
+          .subarray(0, shared.frame.length + 4),
+      ),
+    );
+    assert.equal(head.partial, true, "ends inside the payload's frame");
+    assert.equal(body.chunk, payload, "the owned payload by reference");
+    assert.equal(body.reusable, false);
+  });
+
+  it("shared frames between 4 and 16 KiB fill more than one buffer: the bytes stay in order", async () => {
+    const { outbox, transport } = setup();
+    const frames = [3000, 9000, 12000, 100, 15000].map((n, i) =>
+      new PreparedMessage(pattern(n, 20 + i)).frame
+    );
+    let corked = 0;
+    for (const frame of frames) {
+      outbox.writeShared(frame);
+      corked += frame.length;
+      assert.equal(outbox.corked, corked);
+    }
+    await microtasks();
+    assert.ok(sameBytes(transport.all, concat(...frames)), "every byte, in order");
+    for (const write of transport.writes) {
+      assert.ok(!frames.includes(write.chunk), "frames under 16 KiB with company are copied");
+    }
+  });
+
+  it("the pooled buffer is reused after a flush without changing what was written", async () => {
+    // The fake transport keeps a copy of reusable chunks, as a real one must; check the copies.
+    const { outbox, transport } = setup();
+    const expected: Uint8Array[] = [];
+    for (let round = 0; round < 5; round++) {
+      const shared = new PreparedMessage(pattern(100, round));
+      const own = pattern(100, 100 + round);
+      outbox.writeShared(shared.frame);
+      outbox.writeFrame(Opcode.Binary, true, false, own, false);
+      expected.push(concat(shared.frame, frameOf(Opcode.Binary, own)));
+      await microtasks();
+    }
+    assert.equal(transport.writes.length, 5);
+    for (let i = 0; i < 5; i++) {
+      assert.equal(toHex(transport.writes[i].bytes), toHex(expected[i]), `round ${i}`);
+    }
+  });
+
+  it("flush() now writes a lone frame once; the microtask flush then has nothing", async () => {
+    const { outbox, transport, flushes } = setup();
+    const message = new PreparedMessage("now");
+    outbox.writeShared(message.frame);
+    outbox.flush();
+    assert.equal(transport.writes.length, 1);
+    assert.equal(transport.writes[0].chunk, message.frame);
+    await microtasks();
+    assert.equal(transport.writes.length, 1);
+    assert.equal(flushes(), 1);
+  });
+
+  it("discard() drops a lone frame", async () => {
+    const { outbox, transport, flushes } = setup();
+    outbox.writeShared(new PreparedMessage("gone").frame);
+    outbox.discard();
+    assert.equal(outbox.corked, 0);
+    await microtasks();
+    assert.equal(transport.writes.length, 0);
+    assert.equal(flushes(), 0);
+    // The outbox still works afterwards.
+    const next = new PreparedMessage("next");
+    outbox.writeShared(next.frame);
+    await microtasks();
+    assert.equal(transport.writes.length, 1);
+    assert.equal(transport.writes[0].chunk, next.frame);
+  });
+
+  it("discard() drops a shared frame with company, and a big one", async () => {
+    const { outbox, transport } = setup();
+    outbox.writeFrame(Opcode.Text, true, false, new TextEncoder().encode("a"), false);
+    outbox.writeShared(new PreparedMessage("b").frame);
+    outbox.writeShared(new PreparedMessage(pattern(20_000, 1)).frame);
+    outbox.discard();
+    await microtasks();
+    assert.equal(transport.writes.length, 0);
+    // Nothing left over leaks into the next tick.
+    const next = new PreparedMessage("c");
+    outbox.writeShared(next.frame);
+    await microtasks();
+    assert.equal(transport.writes.length, 1);
+    assert.equal(transport.writes[0].chunk, next.frame);
+  });
+
+  it("corked counts the bytes of every frame until the flush", async () => {
+    const { outbox } = setup();
+    assert.equal(outbox.corked, 0);
+    const a = new PreparedMessage(pattern(126, 1)); // 4-byte header
+    outbox.writeShared(a.frame);
+    assert.equal(outbox.corked, 130);
+    outbox.writeFrame(Opcode.Binary, true, false, pattern(10, 2), false);
+    assert.equal(outbox.corked, 130 + 12);
+    const b = new PreparedMessage(pattern(70_000, 3)); // 10-byte header
+    outbox.writeShared(b.frame);
+    assert.equal(outbox.corked, 130 + 12 + 70_010);
+    await microtasks();
+    assert.equal(outbox.corked, 0);
+  });
+});
