@@ -996,6 +996,16 @@ export function acceptResponse(key: string, options?: AcceptResponseOptions): Ui
 
 /** Reason phrases (RFC 9110 §15) for the statuses a refused handshake is likely to use. */
 const REASONS: Record<number, string> = {
+  200: "OK",
+  201: "Created",
+  202: "Accepted",
+  204: "No Content",
+  301: "Moved Permanently",
+  302: "Found",
+  303: "See Other",
+  304: "Not Modified",
+  307: "Temporary Redirect",
+  308: "Permanent Redirect",
   400: "Bad Request",
   401: "Unauthorized",
   403: "Forbidden",

@@ -39,6 +39,11 @@ import { UpgradeRequest } from "./upgrade_request.ts";
 import { SendStatus, ServerWebSocket, type WebSocketDriver } from "./websocket.ts";
 
 const EMPTY = new Uint8Array(0);
+const encoder = new TextEncoder();
+
+function utf8Length(text: string): number {
+  return encoder.encode(text).length;
+}
 
 /** Bytes corked in one tick past which `send` reports backpressure (Node streams use 16 KiB). */
 const HIGH_WATER_MARK = 64 * 1024;
@@ -84,6 +89,8 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
   #messagesOut = 0;
   #bytesIn = 0;
   #urgentBytes = 0;
+  /** The plain HTTP request is a HEAD: responses go without their body. */
+  #headOnly = false;
   /** A plain HTTP request whose body is still arriving. */
   #http: { head: RequestHead; chunks: Uint8Array[]; received: number; length: number } | undefined;
   /** Rate limits on what the client sends, if the server sets any. */
@@ -123,10 +130,11 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
     const options = this.#options;
     const protocol = this.#protocol;
     if (protocol === undefined) {
-      // Still in the handshake (reading the head, or waiting for the upgrade hook).
+      // Still in the handshake (reading the head or a plain request's body, or waiting for
+      // the upgrade hook).
       if (
         options.handshakeTimeout !== 0 && now - this.#acceptedAt > options.handshakeTimeout &&
-        (this.#head !== undefined || this.#pending !== undefined)
+        (this.#head !== undefined || this.#pending !== undefined || this.#http !== undefined)
       ) {
         this.#server.refused(408);
         this.terminate();
@@ -177,22 +185,8 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
   /** @internal */
   onData(chunk: Uint8Array): void {
     this.#lastReceive = this.#server.now;
-    const protocol = this.#protocol;
-    if (protocol !== undefined) {
-      this.#bytesIn += chunk.length;
-      const limiter = this.#limiter;
-      if (
-        limiter !== undefined && !limiter.takeBytes(chunk.length, Date.now()) &&
-        this.#options.rateLimit!.policy !== "drop"
-      ) {
-        this.#rateLimit();
-      }
-      protocol.receive(chunk);
-      // An asynchronous inflate holds decoding: hold the socket too, so input cannot pile up.
-      if (protocol.paused && !this.#inputHeld) {
-        this.#inputHeld = true;
-        this.transport.pause();
-      }
+    if (this.#protocol !== undefined) {
+      this.#receive(chunk);
       return;
     }
     if (this.#overLimit) {
@@ -214,6 +208,25 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
       if (this.#pendingBytes > PENDING_LIMIT) this.transport.pause();
     }
     // Otherwise the request was refused and the rest is ignored.
+  }
+
+  /** Bytes for the protocol: counted, held to the byte rate, decoded. */
+  #receive(chunk: Uint8Array): void {
+    const protocol = this.#protocol!;
+    this.#bytesIn += chunk.length;
+    const limiter = this.#limiter;
+    if (
+      limiter !== undefined && !limiter.takeBytes(chunk.length, Date.now()) &&
+      this.#options.rateLimit!.policy === "close" && protocol.readyState === OPEN
+    ) {
+      this.#rateLimit();
+    }
+    protocol.receive(chunk);
+    // An asynchronous inflate holds decoding: hold the socket too, so input cannot pile up.
+    if (protocol.paused && !this.#inputHeld) {
+      this.#inputHeld = true;
+      this.transport.pause();
+    }
   }
 
   /** @internal */
@@ -277,10 +290,11 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
 
   /** Whether a message from the client is within its rate limits (else: the policy). */
   #admit(): boolean {
-    if (this.#limiter!.takeMessage(Date.now())) {
-      // Over the byte rate under "close": messages already read are not delivered either.
-      return this.#protocol!.readyState === OPEN || this.#options.rateLimit!.policy === "drop";
-    }
+    const drop = this.#options.rateLimit!.policy === "drop";
+    // Closing (for the rate limit or anything else) under "close": messages already read are
+    // not delivered, and not counted again.
+    if (!drop && this.#protocol!.readyState !== OPEN) return false;
+    if (this.#limiter!.takeMessage(Date.now())) return true;
     this.#rateLimit();
     return false;
   }
@@ -594,7 +608,9 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
       this.#address = clientAddress(this.#address, head.headers, options.trustedProxy);
     }
     if (
-      (options.fetch !== undefined || options.metricsPath !== undefined) &&
+      (options.fetch !== undefined ||
+        (options.metricsPath !== undefined &&
+          head.target.split("?", 1)[0] === options.metricsPath)) &&
       !head.headers.some(([name]) => name === "upgrade")
     ) {
       this.#startHttp(head, parser.rest);
@@ -740,17 +756,20 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
     const pending = this.#pending!;
     this.#pending = undefined;
     if (this.#pendingBytes > PENDING_LIMIT) this.transport.resume();
-    for (const chunk of pending) {
-      this.#bytesIn += chunk.length;
-      this.#protocol.receive(chunk);
-    }
+    // Bytes that came early count against the rate limits like any others.
+    for (const chunk of pending) this.#receive(chunk);
   }
 
   // Plain HTTP: one request per connection, answered by the metrics path or `fetch`.
 
   #startHttp(head: RequestHead, rest: Uint8Array): void {
+    this.#server.counters.httpRequests++;
+    this.#headOnly = head.method === "HEAD";
     let length = 0;
+    let lengthSeen = false;
+    let hosts = 0;
     for (const [name, value] of head.headers) {
+      if (name === "host") hosts++;
       if (name === "transfer-encoding") {
         // RFC 9112 §6.1: a transfer coding the server does not understand gets 501.
         this.#refuse({
@@ -761,7 +780,8 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
         return;
       }
       if (name === "content-length") {
-        if (!/^[0-9]{1,15}$/.test(value) || (length !== 0 && Number(value) !== length)) {
+        // RFC 9112 §6.3: differing lengths are an error (a request smuggled past a proxy).
+        if (!/^[0-9]{1,15}$/.test(value) || (lengthSeen && Number(value) !== length)) {
           this.#refuse({
             status: 400,
             message: "Bad request: invalid Content-Length",
@@ -770,7 +790,19 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
           return;
         }
         length = Number(value);
+        lengthSeen = true;
       }
+    }
+    // RFC 9112 §3.2: a request without Host, or with more than one, gets a 400.
+    if (hosts !== 1) {
+      this.#refuse({
+        status: 400,
+        message: hosts === 0
+          ? "Bad request: the Host header is missing"
+          : "Bad request: more than one Host header",
+        headers: [],
+      });
+      return;
     }
     if (length > this.#options.maxRequestBodySize) {
       this.#refuse({ status: 413, message: "The request body is too large", headers: [] });
@@ -796,12 +828,15 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
   async #answerHttp(head: RequestHead, chunks: Uint8Array[], length: number): Promise<void> {
     const options = this.#options;
     let response: Response | undefined | void;
+    let url: URL;
     try {
-      const host = head.headers.find(([name]) => name === "host")?.[1] ?? "localhost";
-      const url = new URL(
-        head.target,
-        `${options.cert === undefined ? "http" : "https"}://${host}`,
-      );
+      const host = head.headers.find(([name]) => name === "host")![1];
+      url = new URL(head.target, `${options.cert === undefined ? "http" : "https"}://${host}`);
+    } catch {
+      this.#refuse({ status: 400, message: "Bad request: invalid Host or target", headers: [] });
+      return;
+    }
+    try {
       if (options.metricsPath !== undefined && url.pathname === options.metricsPath) {
         if (head.method === "GET" || head.method === "HEAD") {
           response = new Response(prometheusText(this.#server.stats()), {
@@ -831,7 +866,6 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
       return;
     }
     if (this.#gone) return;
-    this.#server.counters.httpRequests++;
     if (response === undefined || response === null) {
       this.#refuse({ status: 404, message: "Not found", headers: [] });
       return;
@@ -841,7 +875,10 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
 
   #refuse(refusal: HandshakeRefusal): void {
     this.#server.refused(refusal.status);
-    this.transport.write(refusalResponse(refusal), false);
+    let bytes = refusalResponse(refusal);
+    // A response to HEAD has no body (RFC 9110 §9.3.2).
+    if (this.#headOnly) bytes = bytes.subarray(0, bytes.length - utf8Length(refusal.message));
+    this.transport.write(bytes, false);
     this.transport.end();
     this.#startTimer();
   }

@@ -115,6 +115,12 @@ export function checkRateLimit(options: RateLimitOptions): RateLimitOptions {
       );
     }
   }
+  // A bucket that never holds one message admits nothing: surely not what was meant.
+  if ((options.messages ?? Infinity) * (options.burst ?? 1) < 1) {
+    throw new RangeError(
+      "Cannot serve: rateLimit.messages × rateLimit.burst must be at least 1 message",
+    );
+  }
   const policy = options.policy;
   if (policy !== undefined && policy !== "close" && policy !== "drop") {
     throw new RangeError(`Cannot serve: rateLimit.policy must be "close" or "drop", got ${policy}`);

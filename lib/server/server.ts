@@ -224,8 +224,12 @@ class Core<T> implements ServerCore<T> {
     // One timer for every connection's timeouts, a few times per shortest timeout, instead of a
     // timer per connection: 10,000 idle connections cost one interval.
     const shortest = Math.min(
-      ...[options.handshakeTimeout, options.idleTimeout, options.heartbeatTimeout]
-        .filter((ms) => ms > 0),
+      ...[
+        options.handshakeTimeout,
+        options.idleTimeout,
+        options.heartbeatInterval,
+        options.heartbeatTimeout,
+      ].filter((ms) => ms > 0),
     );
     if (Number.isFinite(shortest)) {
       const period = Math.min(1000, Math.max(25, shortest / 4));

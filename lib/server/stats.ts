@@ -41,7 +41,7 @@ export interface ServerStats extends TrafficCounts {
   accepted: number;
   /** Requests refused, by HTTP status: `{ "403": 2, "503": 1 }` (408: handshake timeout). */
   refused: Record<string, number>;
-  /** Plain HTTP requests answered (the `fetch` handler, the metrics path). */
+  /** Plain HTTP requests received (for the `fetch` handler or the metrics path), refused ones too. */
   httpRequests: number;
   /**
    * Compressed size over raw size of what was sent compressed (0 when nothing was): 0.25 means
