@@ -101,7 +101,7 @@ export class ServerCounters {
   accepted = 0;
   /** Refusals by status. */
   readonly refused: Record<string, number> = {};
-  /** Plain HTTP requests answered. */
+  /** Plain HTTP requests received. */
   httpRequests = 0;
   /** See {@linkcode ServerStats.backpressureEvents}. */
   backpressureEvents = 0;
@@ -185,7 +185,7 @@ export function prometheusText(stats: ServerStats, prefix = "sluice"): string {
     "Requests refused, by HTTP status.",
     Object.entries(stats.refused).map(([status, n]) => [`status="${status}"`, n]),
   );
-  metric("http_requests_total", "counter", "Plain HTTP requests answered.", stats.httpRequests);
+  metric("http_requests_total", "counter", "Plain HTTP requests received.", stats.httpRequests);
   metric("messages_total", "counter", "Data messages, by direction.", [
     ['direction="in"', stats.messagesIn],
     ['direction="out"', stats.messagesOut],
