@@ -1,7 +1,10 @@
 /**
- * The raw WebSocket clients of bench/fanout_overload.ts, over node:net on 127.0.0.1: the
- * opening handshake, then a parser that only counts the server's frames (RFC 6455 §5.1: a
- * server's frames are not masked), keeping the payload of text and Close frames alone.
+ * The raw WebSocket clients of bench/fanout_overload.ts and bench/fanout.ts, over node:net on
+ * 127.0.0.1: the opening handshake, then a parser that only counts the server's frames
+ * (RFC 6455 §5.1: a server's frames are not masked), keeping the payload of text and Close
+ * frames alone. With `sequenced` set it also reads a sequence number from the first 4 bytes of
+ * each binary message (little-endian, as {@linkcode sequencedFrames} writes it) and checks that
+ * none is lost or comes out of order.
  *
  * @module
  */
@@ -33,6 +36,27 @@ export function maskedFrame(opcode: number, payload: Uint8Array): Buffer {
   return frame;
 }
 
+/**
+ * Masked binary frames of `size` bytes whose payloads start with the sequence numbers `first`,
+ * `first + 1`, … (uint32, little-endian), the rest filled with 0x5a, as one buffer for one
+ * write.
+ *
+ * @param first The first sequence number.
+ * @param count How many frames.
+ * @param size The payload size, at least 4 bytes and under 64 KiB.
+ * @returns The frames' bytes.
+ */
+export function sequencedFrames(first: number, count: number, size: number): Buffer {
+  if (size < 4) throw new RangeError("sequencedFrames: a payload under 4 bytes has no room");
+  const payload = Buffer.alloc(size, 0x5a);
+  const frames: Buffer[] = [];
+  for (let k = 0; k < count; k++) {
+    payload.writeUInt32LE((first + k) >>> 0, 0);
+    frames.push(maskedFrame(0x2, payload));
+  }
+  return count === 1 ? frames[0] : Buffer.concat(frames);
+}
+
 /** One WebSocket connection that counts what the server sends. */
 export class FanoutClient {
   /** The TCP socket. */
@@ -45,12 +69,30 @@ export class FanoutClient {
   closed = false;
   /** Called with each text message (the server's answers to commands). */
   onText: ((text: string) => void) | undefined;
+  /** Read and check a sequence number at the start of each binary message (see the module). */
+  sequenced = false;
+  /** With `sequenced`: the last sequence number received in order (−1: none yet). */
+  lastSequence = -1;
+  /** With `sequenced`: messages missing, counted from the gaps in the sequence. */
+  lost = 0;
+  /** With `sequenced`: messages at or below one received before (duplicated or reordered). */
+  reordered = 0;
+  /** With `sequenced`: binary messages too short to hold a sequence number. */
+  short = 0;
+  /**
+   * With `sequenced`: called with each binary message's sequence number that is above the last
+   * (after a gap too), not with duplicated or reordered ones.
+   */
+  onSequence: ((sequence: number) => void) | undefined;
   // A frame header cut by a chunk boundary (at most 9 bytes).
   #rest: Buffer | undefined;
   // The frame being read: its opcode, payload bytes still to come, and (text, Close) its payload.
   #opcode = 0;
   #remaining = 0;
   #payload: Buffer[] | undefined;
+  // With `sequenced`: the sequence number being read, and how many of its 4 bytes are in.
+  #sequence = 0;
+  #sequenceBytes = 4;
 
   private constructor(socket: net.Socket) {
     this.socket = socket;
@@ -127,6 +169,10 @@ export class FanoutClient {
       if (this.#remaining > 0) {
         const take = Math.min(this.#remaining, n - i);
         this.#payload?.push(b.subarray(i, i + take));
+        // A sequence number cut by a chunk boundary: gather it a byte at a time.
+        for (let k = 0; this.#sequenceBytes < 4 && k < take; k++) {
+          this.#sequence += b[i + k] * 2 ** (8 * this.#sequenceBytes++);
+        }
         this.#remaining -= take;
         i += take;
         if (this.#remaining === 0) this.#frameEnd();
@@ -148,6 +194,10 @@ export class FanoutClient {
       this.#payload = this.#opcode === 0x1 || this.#opcode === 0x8 ? [] : undefined;
       this.#remaining = length;
       i += head;
+      if (this.sequenced && this.#opcode === 0x2) {
+        if (length >= 4 && n - i >= 4) this.#sequence = b.readUInt32LE(i);
+        else this.#sequence = this.#sequenceBytes = 0;
+      }
       if (length === 0) this.#frameEnd();
     }
     // Only a cut header is left over: payload bytes are consumed as they come.
@@ -158,6 +208,7 @@ export class FanoutClient {
     const opcode = this.#opcode;
     if (opcode === 0x2) {
       this.messages++;
+      if (this.sequenced) this.#sequenceEnd();
     } else if (opcode === 0x1) {
       this.onText?.(Buffer.concat(this.#payload!).toString("utf8"));
     } else if (opcode === 0x8) {
@@ -167,5 +218,22 @@ export class FanoutClient {
       if (!this.socket.destroyed) this.socket.write(maskedFrame(0x8, payload.subarray(0, 2)));
     }
     this.#payload = undefined;
+  }
+
+  #sequenceEnd(): void {
+    if (this.#sequenceBytes < 4) {
+      this.short++;
+      this.#sequenceBytes = 4;
+      return;
+    }
+    const sequence = this.#sequence;
+    const expected = this.lastSequence + 1;
+    if (sequence < expected) {
+      this.reordered++;
+      return;
+    }
+    this.lost += sequence - expected;
+    this.lastSequence = sequence;
+    this.onSequence?.(sequence);
   }
 }

@@ -18,11 +18,7 @@
 import process from "node:process";
 import { createInterface } from "node:readline";
 import { serve } from "../mod.ts";
-
-function option(name: string, fallback: string): string {
-  const at = process.argv.indexOf(`--${name}`);
-  return at !== -1 && at + 1 < process.argv.length ? process.argv[at + 1] : fallback;
-}
+import { option } from "./_server_cli.ts";
 
 const deflate = option("deflate", "shared");
 if (deflate !== "shared" && deflate !== "dedicated" && deflate !== "off") {

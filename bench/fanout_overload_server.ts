@@ -31,12 +31,8 @@
  * @module
  */
 import process from "node:process";
+import { option, stopOnSignal } from "./_server_cli.ts";
 import { SendStatus, serve, type ServerWebSocket } from "../mod.ts";
-
-function option(name: string, fallback: string): string {
-  const at = process.argv.indexOf(`--${name}`);
-  return at !== -1 && at + 1 < process.argv.length ? process.argv[at + 1] : fallback;
-}
 
 const policy = option("policy", "drop");
 if (policy !== "drop" && policy !== "close") {
@@ -215,22 +211,10 @@ const server = serve<Peer>({
   },
 });
 
-let stopping = false;
-async function stop(): Promise<void> {
-  if (stopping) return;
-  stopping = true;
+stopOnSignal(() => {
   console.log(`stats ${JSON.stringify(snapshot())}`);
   // Subscribers that stopped reading never answer our Close frame: do not wait long.
-  await server.shutdown({ timeout: 500 });
-  process.exit(0);
-}
-
-process.on("SIGTERM", stop);
-process.on("SIGINT", stop);
-if (process.argv.includes("--stdin-lifeline")) {
-  process.stdin.on("end", stop);
-  process.stdin.on("close", stop);
-  process.stdin.resume();
-}
+  return server.shutdown({ timeout: 500 });
+});
 
 console.log(`ready ${server.port} ${process.pid}`);
