@@ -54,6 +54,7 @@ const noopTransport: Transport = {
 const header = new Uint8Array(MAX_HEADER_SIZE);
 const small = new Uint8Array(32).fill(0x61);
 const large = new Uint8Array(64 * 1024).fill(0x62);
+const kib = new Uint8Array(1024).fill(0x64);
 // 64 KiB − 4: with its 4-byte header it fills exactly one pooled 64 KiB buffer.
 const fits = new Uint8Array(64 * 1024 - 4).fill(0x63);
 
@@ -84,6 +85,15 @@ const cases: Case[] = [
     },
     writes: 1,
     bytes: 16 * 34,
+  },
+  {
+    name: "8 x 1 KiB (outgrows the small buffer: moved up, one write)",
+    make: (outbox) => () => {
+      for (let i = 0; i < 8; i++) outbox.writeFrame(Opcode.Binary, true, false, kib, false);
+      outbox.flush();
+    },
+    writes: 1,
+    bytes: 8 * (4 + 1024),
   },
   {
     name: "64 KiB owned (zero copy)",

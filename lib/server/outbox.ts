@@ -16,10 +16,15 @@ export const ZERO_COPY_THRESHOLD = 16 * 1024;
 // 64 KiB buffer each made 64 MB of garbage per broadcast (bench/fanout_overload.ts); a tick
 // that needs more moves up to a large buffer.
 const SMALL = 4 * 1024;
+const MEDIUM = 16 * 1024;
 const LARGE = 64 * 1024;
 const smallPool: Uint8Array[] = [];
+const mediumPool: Uint8Array[] = [];
 const largePool: Uint8Array[] = [];
 const SMALL_POOL_LIMIT = 1024;
+// A fan-out whose subscribers each outgrow the small buffer in one tick (a few 1 KiB messages)
+// moves every one of them up at once: a pool of 16 made most of those buffers garbage.
+const MEDIUM_POOL_LIMIT = 1024;
 const LARGE_POOL_LIMIT = 16;
 const dirty: Outbox[] = [];
 let flushScheduled = false;
@@ -203,11 +208,7 @@ export class Outbox {
     if (buffer === undefined) return;
     this.#buffer = undefined;
     this.#start = this.#end = 0;
-    if (buffer.length === SMALL) {
-      if (smallPool.length < SMALL_POOL_LIMIT) smallPool.push(buffer);
-    } else if (buffer.length === LARGE && largePool.length < LARGE_POOL_LIMIT) {
-      largePool.push(buffer);
-    }
+    give(buffer);
   }
 
   /** Ends the current run of buffered bytes as a segment of its own. */
@@ -226,6 +227,16 @@ export class Outbox {
       return;
     }
     if (this.#end + bytes <= buffer.length) return;
+    const used = this.#end - this.#start;
+    if (this.#start === 0 && this.#segments.length === 0 && used + bytes <= LARGE) {
+      // Nothing else views it yet: move what it holds to the next size up, and return it, so
+      // the tick still leaves in one write.
+      const bigger = take(used + bytes, buffer.length === SMALL ? MEDIUM : LARGE);
+      bigger.set(buffer.subarray(0, used));
+      give(buffer);
+      this.#buffer = bigger;
+      return;
+    }
     // Full: what is in it becomes a segment; framing goes on in a larger buffer.
     this.#seal();
     this.#buffer = take(bytes, LARGE);
@@ -233,9 +244,22 @@ export class Outbox {
   }
 }
 
-/** A buffer for at least `bytes`: a pooled small one if `size` allows, else a pooled large one. */
+/** Returns a buffer to its pool unless the pool is full. */
+function give(buffer: Uint8Array): void {
+  const length = buffer.length;
+  if (length === SMALL) {
+    if (smallPool.length < SMALL_POOL_LIMIT) smallPool.push(buffer);
+  } else if (length === MEDIUM) {
+    if (mediumPool.length < MEDIUM_POOL_LIMIT) mediumPool.push(buffer);
+  } else if (length === LARGE && largePool.length < LARGE_POOL_LIMIT) {
+    largePool.push(buffer);
+  }
+}
+
+/** A pooled buffer for at least `bytes`, of `size` or the next size up that holds them. */
 function take(bytes: number, size: number): Uint8Array {
   if (size === SMALL && bytes <= SMALL) return smallPool.pop() ?? new Uint8Array(SMALL);
+  if (size <= MEDIUM && bytes <= MEDIUM) return mediumPool.pop() ?? new Uint8Array(MEDIUM);
   if (bytes <= LARGE) return largePool.pop() ?? new Uint8Array(LARGE);
   return new Uint8Array(bytes);
 }
