@@ -5,6 +5,7 @@
  *
  * @module
  */
+import assert from "node:assert/strict";
 import { serve, type ServeOptions, type Server } from "../mod.ts";
 import {
   type HttpResponse,
@@ -46,6 +47,47 @@ export class Queue<T> {
     }
     return this.items[this.#read++];
   }
+}
+
+/** Resolves after `ms`. */
+export const sleep = (ms: number): Promise<void> =>
+  new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Polls `condition` every 5 ms; fails the test after `ms`. */
+export async function waitFor(condition: () => boolean, what: string, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await sleep(5);
+  }
+}
+
+/** serve() must throw `expected`; a server made anyway is shut down, so nothing leaks. */
+export async function assertServeThrows(
+  options: ServeOptions<undefined>,
+  expected: { name: string; message: string },
+): Promise<void> {
+  let server: Server<undefined> | undefined;
+  try {
+    assert.throws(() => {
+      server = serve({ ...options, hostname: "127.0.0.1", port: 0 });
+    }, expected);
+  } finally {
+    await server?.shutdown();
+  }
+}
+
+/** `size` bytes of a pattern that does not repeat with any short period (xorshift32). */
+export function pattern(size: number, seed = 0x9e3779b9): Uint8Array {
+  const bytes = new Uint8Array(size);
+  let x = seed | 1;
+  for (let i = 0; i < size; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    bytes[i] = x & 0xff;
+  }
+  return bytes;
 }
 
 /** A promise with its resolve function outside. */

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import type { ServerWebSocket } from "../mod.ts";
 import { encodeFrame, Op, text } from "./_client.ts";
-import { Queue, withServer } from "./_harness.ts";
+import { pattern, Queue, withServer } from "./_harness.ts";
 
 const encoder = new TextEncoder();
 
@@ -19,19 +19,6 @@ function assertSameBytes(actual: Uint8Array, expected: Uint8Array): void {
       assert.fail(`byte ${i} differs: ${actual[i]} instead of ${expected[i]}`);
     }
   }
-}
-
-/** `size` bytes of a pattern that does not repeat with any short period. */
-function pattern(size: number): Uint8Array {
-  const bytes = new Uint8Array(size);
-  let x = 0x9e3779b9;
-  for (let i = 0; i < size; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    bytes[i] = x & 0xff;
-  }
-  return bytes;
 }
 
 /** A string of exactly `size` bytes of UTF-8, with 2-, 3- and 4-byte characters in it. */

@@ -7,7 +7,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { serve, type ServeOptions, type Server, type ServerWebSocket } from "../mod.ts";
+import type { ServeOptions, ServerWebSocket } from "../mod.ts";
 import {
   encodeFrame,
   type Frame,
@@ -17,18 +17,7 @@ import {
   text,
   upgradeRequest,
 } from "./_client.ts";
-import { deferred, Queue, withServer } from "./_harness.ts";
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Polls `condition` every 5 ms; fails the test after `ms`. */
-async function waitFor(condition: () => boolean, what: string, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(5);
-  }
-}
+import { assertServeThrows, deferred, Queue, sleep, waitFor, withServer } from "./_harness.ts";
 
 /** `count` masked text frames `${prefix}${i}`, in one buffer: they go out in one TCP write. */
 function textFrames(count: number, prefix = ""): Uint8Array {
@@ -335,21 +324,6 @@ test("rate limit: pings and messages share one bucket", async () => {
     assert.equal(ws.rateLimitedMessages, 2);
   });
 });
-
-/** serve() must throw `expected`; a server made anyway is shut down, so nothing leaks. */
-async function assertServeThrows(
-  options: ServeOptions<undefined>,
-  expected: { name: string; message: string },
-): Promise<void> {
-  let server: Server<undefined> | undefined;
-  try {
-    assert.throws(() => {
-      server = serve({ ...options, hostname: "127.0.0.1", port: 0 });
-    }, expected);
-  } finally {
-    await server?.shutdown();
-  }
-}
 
 test("rate limit: invalid options throw RangeError from serve()", async () => {
   const cases: Array<[ServeOptions<undefined>["rateLimit"], string]> = [

@@ -6,9 +6,9 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { serve, type ServeOptions, type Server, type UpgradeRequest } from "../mod.ts";
+import type { ServeOptions, UpgradeRequest } from "../mod.ts";
 import { type HttpResponse, Op, text, upgradeRequest } from "./_client.ts";
-import { type Harness, Queue, withServer } from "./_harness.ts";
+import { assertServeThrows, type Harness, Queue, withServer } from "./_harness.ts";
 
 /** Sends an upgrade request with `extra` header lines and reads the response. */
 async function handshake<T>(harness: Harness<T>, extra: string[]): Promise<HttpResponse> {
@@ -23,21 +23,6 @@ async function handshake<T>(harness: Harness<T>, extra: string[]): Promise<HttpR
 }
 
 const decoder = new TextDecoder();
-
-/** serve() must throw `expected`; a server made anyway is shut down, so nothing leaks. */
-async function assertServeThrows(
-  options: ServeOptions<undefined>,
-  expected: { name: string; message: string },
-): Promise<void> {
-  let server: Server<undefined> | undefined;
-  try {
-    assert.throws(() => {
-      server = serve({ ...options, hostname: "127.0.0.1", port: 0 });
-    }, expected);
-  } finally {
-    await server?.shutdown();
-  }
-}
 
 /** Options that record every upgrade hook call and echo messages. */
 function recording(extra: Partial<ServeOptions<undefined>>) {

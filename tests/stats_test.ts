@@ -18,18 +18,7 @@ import {
   text,
   upgradeRequest,
 } from "./_client.ts";
-import { deferred, type Harness, Queue, withServer } from "./_harness.ts";
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Polls `condition` every 5 ms; fails the test after `ms`. */
-async function waitFor(condition: () => boolean, what: string, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(5);
-  }
-}
+import { deferred, type Harness, Queue, waitFor, withServer } from "./_harness.ts";
 
 /** The size on the wire of a server frame (unmasked) with this payload length. */
 function serverFrameSize(payloadLength: number): number {

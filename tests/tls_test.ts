@@ -22,7 +22,7 @@ import {
   text,
   upgradeRequest,
 } from "./_client.ts";
-import { Queue, withServer } from "./_harness.ts";
+import { pattern, Queue, withServer } from "./_harness.ts";
 import { generateCertificate, testCertificate } from "./_tls.ts";
 
 /** What a test body gets from {@linkcode withTlsServer}. */
@@ -77,19 +77,6 @@ function assertSameBytes(actual: Uint8Array, expected: Uint8Array): void {
       assert.fail(`byte ${i} differs: ${actual[i]} instead of ${expected[i]}`);
     }
   }
-}
-
-/** `size` bytes of a pattern that does not repeat with any short period. */
-function pattern(size: number, seed: number): Uint8Array {
-  const bytes = new Uint8Array(size);
-  let x = seed | 1;
-  for (let i = 0; i < size; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    bytes[i] = x & 0xff;
-  }
-  return bytes;
 }
 
 test("tls: the client verifies the served certificate, and text and binary echo", async () => {
