@@ -31,11 +31,57 @@ const LARGE_POOL_LIMIT = 16;
 const dirty: Outbox[] = [];
 let flushScheduled = false;
 
+// The tick's shared frames. A broadcast's frame (under ZERO_COPY_THRESHOLD) is copied here once
+// per tick, whatever the number of subscribers; a subscriber whose tick holds only shared frames
+// that sit side by side here (the same topic's publishes, in order) writes a view of this buffer
+// instead of copying them into a buffer of its own. The views are written as reusable (the
+// transport copies what it cannot write at once), so the buffer is reused tick after tick.
+let arena: Uint8Array = new Uint8Array(0);
+let arenaEnd = 0;
+// The last two frames placed this tick, and where: a publish hands the same frame to every
+// subscriber in turn, and a topic with compressing and plain subscribers alternates two.
+let lastFrame: Uint8Array | undefined;
+let lastStart = 0;
+let otherFrame: Uint8Array | undefined;
+let otherStart = 0;
+const ARENA_MIN = 16 * 1024;
+// An arena that grew past this for a burst is let go at the end of the tick.
+const ARENA_KEEP = 1024 * 1024;
+
+/** Where `frame` sits in this tick's arena, copied there if it is not yet. */
+function place(frame: Uint8Array): number {
+  if (frame === lastFrame) return lastStart;
+  if (frame === otherFrame) {
+    otherFrame = lastFrame;
+    const start = otherStart;
+    otherStart = lastStart;
+    lastFrame = frame;
+    return lastStart = start;
+  }
+  const length = frame.length;
+  if (arenaEnd + length > arena.length) {
+    const bigger = new Uint8Array(Math.max(ARENA_MIN, 2 * arena.length, arenaEnd + length));
+    bigger.set(arena.subarray(0, arenaEnd));
+    arena = bigger;
+  }
+  arena.set(frame, arenaEnd);
+  otherFrame = lastFrame;
+  otherStart = lastStart;
+  lastFrame = frame;
+  lastStart = arenaEnd;
+  arenaEnd += length;
+  return lastStart;
+}
+
 function flushAll(): void {
   // Index loop: a flush may cork more (it never does today, but stay correct if it does).
   for (let i = 0; i < dirty.length; i++) dirty[i].flush();
   dirty.length = 0;
   flushScheduled = false;
+  // Every outbox that viewed the arena was dirty, and has flushed: it is free again.
+  arenaEnd = 0;
+  lastFrame = otherFrame = undefined;
+  if (arena.length > ARENA_KEEP) arena = new Uint8Array(0);
 }
 
 /** The corked frames of one connection. */
@@ -48,10 +94,16 @@ export class Outbox {
   /** For each segment: it ends inside a frame (with the header of a payload sent apart). */
   #partial: boolean[] = [];
   /**
-   * A shared frame (a broadcast's) that is all this tick has corked so far: it goes to the
-   * transport by reference, with no copy into our buffer. A second frame copies it in.
+   * A large shared frame (a broadcast's) that is all this tick has corked so far: it goes to
+   * the transport by reference, with no copy into our buffer. A second frame copies it in.
    */
   #lone: Uint8Array | undefined;
+  /**
+   * Small shared frames that are all this tick has corked so far, side by side in the arena:
+   * `arena[#runStart, #runEnd)`, written as a view of it. −1: none.
+   */
+  #runStart = -1;
+  #runEnd = 0;
   #onFlushed: () => void;
   #corked = 0;
   #written = 0;
@@ -95,6 +147,7 @@ export class Outbox {
     owned: boolean,
   ): void {
     if (this.#lone !== undefined) this.#absorbLone();
+    else if (this.#runStart >= 0) this.#absorbRun();
     const length = payload.length;
     const header = headerSize(length, false);
     if (owned && length >= ZERO_COPY_THRESHOLD) {
@@ -116,20 +169,46 @@ export class Outbox {
   }
 
   /**
-   * Adds a whole frame that is shared with other connections and never changes (a
-   * broadcast's): alone in a tick it is written by reference, without a copy.
+   * Adds a whole frame that is shared with other connections and does not change until the
+   * end of the tick (a broadcast's). A small one is copied once per tick into the arena, for
+   * every connection; a tick of nothing but consecutive shared frames is written as a view of
+   * it. A large one, alone in a tick, is written by reference.
    *
    * @param frame Header and payload.
    */
   writeShared(frame: Uint8Array): void {
-    if (this.#corked === 0) {
+    const length = frame.length;
+    if (length < ZERO_COPY_THRESHOLD) {
+      const start = place(frame);
+      if (this.#corked === 0) {
+        this.#runStart = start;
+        this.#runEnd = start + length;
+      } else if (this.#runStart >= 0 && start === this.#runEnd) {
+        this.#runEnd += length;
+      } else {
+        if (this.#lone !== undefined) this.#absorbLone();
+        else if (this.#runStart >= 0) this.#absorbRun();
+        this.#append(frame);
+      }
+    } else if (this.#corked === 0) {
       this.#lone = frame;
     } else {
       if (this.#lone !== undefined) this.#absorbLone();
+      else if (this.#runStart >= 0) this.#absorbRun();
       this.#append(frame);
     }
-    this.#corked += frame.length;
+    this.#corked += length;
     this.#markDirty();
+  }
+
+  /** The run of shared frames gets company: it is copied into our buffer. */
+  #absorbRun(): void {
+    const start = this.#runStart;
+    const length = this.#runEnd - start;
+    this.#runStart = -1;
+    this.#reserve(length);
+    this.#buffer!.set(arena.subarray(start, start + length), this.#end);
+    this.#end += length;
   }
 
   /** The lone shared frame gets company: it takes its place among the others. */
@@ -169,6 +248,13 @@ export class Outbox {
     this.#written += this.#corked;
     this.#corked = 0;
     const transport = this.#transport;
+    const runStart = this.#runStart;
+    if (runStart >= 0) {
+      this.#runStart = -1;
+      transport.write(arena.subarray(runStart, this.#runEnd), true);
+      this.#onFlushed();
+      return;
+    }
     const lone = this.#lone;
     if (lone !== undefined) {
       this.#lone = undefined;
@@ -200,6 +286,7 @@ export class Outbox {
   discard(): void {
     this.#corked = 0;
     this.#lone = undefined;
+    this.#runStart = -1;
     this.#segments.length = 0;
     this.#partial.length = 0;
     this.#release();

@@ -59,7 +59,7 @@ const microtasks = () => Promise.resolve();
 const frameOf = (opcode: number, payload: Uint8Array) => encodeFrame(opcode, payload);
 
 describe("Outbox.writeShared", () => {
-  it("a lone shared frame goes to the transport by reference, not reusable, at the flush", async () => {
+  it("a lone small shared frame is written at the flush, as a reusable view of the tick's arena", async () => {
     const { outbox, transport, flushes } = setup();
     const message = new PreparedMessage("hello");
     outbox.writeShared(message.frame);
@@ -68,14 +68,15 @@ describe("Outbox.writeShared", () => {
     await microtasks();
     assert.equal(transport.writes.length, 1);
     const [write] = transport.writes;
-    assert.equal(write.chunk, message.frame, "the same object");
-    assert.equal(write.reusable, false);
+    assert.notEqual(write.chunk.buffer, message.frame.buffer, "copied into the arena");
+    assert.equal(toHex(write.bytes), toHex(message.frame));
+    assert.equal(write.reusable, true, "the arena is reused next tick");
     assert.ok(write.partial !== true, "a whole frame");
     assert.equal(outbox.corked, 0);
     assert.equal(flushes(), 1);
   });
 
-  it("a lone shared frame in each of two ticks: each by reference", async () => {
+  it("a lone shared frame in each of two ticks: each written whole, the arena reused", async () => {
     const { outbox, transport } = setup();
     const a = new PreparedMessage("a");
     const b = new PreparedMessage(pattern(1000, 1));
@@ -83,21 +84,63 @@ describe("Outbox.writeShared", () => {
     await microtasks();
     outbox.writeShared(b.frame);
     await microtasks();
-    assert.deepEqual(transport.writes.map((w) => [w.chunk, w.reusable]), [
-      [a.frame, false],
-      [b.frame, false],
-    ]);
+    assert.equal(transport.writes.length, 2);
+    assert.equal(toHex(transport.writes[0].bytes), toHex(a.frame));
+    assert.equal(toHex(transport.writes[1].bytes), toHex(b.frame));
+    assert.equal(transport.writes[0].chunk.buffer, transport.writes[1].chunk.buffer);
   });
 
-  it("the same frame shared by many outboxes: every one writes that object", async () => {
-    const message = new PreparedMessage(pattern(200, 2));
+  it("the same frames shared by many outboxes: copied once, every outbox writes one view of them", async () => {
+    const first = new PreparedMessage(pattern(200, 2));
+    const second = new PreparedMessage("second");
     const boxes = Array.from({ length: 50 }, setup);
-    for (const { outbox } of boxes) outbox.writeShared(message.frame);
+    for (const { outbox } of boxes) outbox.writeShared(first.frame);
+    for (const { outbox } of boxes) outbox.writeShared(second.frame);
     await microtasks();
+    const expected = toHex(concat(first.frame, second.frame));
+    const buffer = boxes[0].transport.writes[0].chunk.buffer;
+    for (const { transport } of boxes) {
+      assert.equal(transport.writes.length, 1, "one write per outbox");
+      assert.equal(toHex(transport.writes[0].bytes), expected);
+      assert.equal(transport.writes[0].chunk.buffer, buffer, "one copy for all");
+      assert.equal(transport.writes[0].reusable, true);
+    }
+  });
+
+  it("outboxes that get different broadcasts in one tick each write theirs, in order", async () => {
+    // Two topics: `a` gets both messages, `b` only the second, `c` the first and a frame of its
+    // own, `d` the second and then the first (not side by side in the arena).
+    const one = new PreparedMessage(pattern(100, 11));
+    const two = new PreparedMessage(pattern(300, 12));
+    const own = pattern(50, 13);
+    const [a, b, c, d] = Array.from({ length: 4 }, setup);
+    a.outbox.writeShared(one.frame);
+    c.outbox.writeShared(one.frame);
+    a.outbox.writeShared(two.frame);
+    b.outbox.writeShared(two.frame);
+    d.outbox.writeShared(two.frame);
+    c.outbox.writeFrame(Opcode.Binary, true, false, own, false);
+    d.outbox.writeShared(one.frame);
+    await microtasks();
+    const written = (box: typeof a) => toHex(box.transport.all);
+    assert.equal(written(a), toHex(concat(one.frame, two.frame)));
+    assert.equal(written(b), toHex(two.frame));
+    assert.equal(written(c), toHex(concat(one.frame, frameOf(Opcode.Binary, own))));
+    assert.equal(written(d), toHex(concat(two.frame, one.frame)));
+    for (const box of [a, b, c, d]) assert.equal(box.transport.writes.length, 1);
+  });
+
+  it("a tick's shared frames past the arena's first size: the arena grows, views stay right", async () => {
+    const messages = Array.from({ length: 40 }, (_, i) => new PreparedMessage(pattern(1000, i)));
+    const boxes = Array.from({ length: 3 }, setup);
+    for (const message of messages) {
+      for (const { outbox } of boxes) outbox.writeShared(message.frame);
+    }
+    await microtasks();
+    const expected = toHex(concat(...messages.map((m) => m.frame)));
     for (const { transport } of boxes) {
       assert.equal(transport.writes.length, 1);
-      assert.equal(transport.writes[0].chunk, message.frame);
-      assert.equal(transport.writes[0].reusable, false);
+      assert.equal(toHex(transport.writes[0].bytes), expected);
     }
   });
 
@@ -260,7 +303,7 @@ describe("Outbox.writeShared", () => {
     outbox.writeShared(message.frame);
     outbox.flush();
     assert.equal(transport.writes.length, 1);
-    assert.equal(transport.writes[0].chunk, message.frame);
+    assert.equal(toHex(transport.writes[0].bytes), toHex(message.frame));
     await microtasks();
     assert.equal(transport.writes.length, 1);
     assert.equal(flushes(), 1);
@@ -279,7 +322,7 @@ describe("Outbox.writeShared", () => {
     outbox.writeShared(next.frame);
     await microtasks();
     assert.equal(transport.writes.length, 1);
-    assert.equal(transport.writes[0].chunk, next.frame);
+    assert.equal(toHex(transport.writes[0].bytes), toHex(next.frame));
   });
 
   it("discard() drops a shared frame with company, and a big one", async () => {
@@ -295,7 +338,7 @@ describe("Outbox.writeShared", () => {
     outbox.writeShared(next.frame);
     await microtasks();
     assert.equal(transport.writes.length, 1);
-    assert.equal(transport.writes[0].chunk, next.frame);
+    assert.equal(toHex(transport.writes[0].bytes), toHex(next.frame));
   });
 
   it("corked counts the bytes of every frame until the flush", async () => {
