@@ -10,7 +10,8 @@
  * Options (defaults): --runtime deno,bun; --scenario paused,resume; --subscribers 1000;
  * --slow 100; --rate 1000 (messages/s offered); --seconds 20; --resume-after 10;
  * --size 64 (payload bytes); --max-backpressure 65536; --policy drop; --allowance 16 (MiB);
- * --broadcast publish (`server.publish` to a topic: framed once) or loop (`ws.send` per subscriber).
+ * --broadcast publish (`server.publish` to a topic: framed once) or loop (`ws.send` per subscriber);
+ * --no-floor (skip the runtime's floor, below).
  * The environment variable DENO_V8 replaces the V8 flags given to a Deno server
  * (default `--v8-flags=--expose-gc`), to try heap settings.
  *
@@ -29,10 +30,16 @@
  * - at the end, up to 5 s for deliveries to settle, then every socket is closed and the
  *   server is stopped (SIGTERM, SIGKILL after 3 s).
  *
+ * The runtime's floor: before each sluice run, the same load runs against
+ * bench/fanout_overload_floor.ts on the same runtime, a bare `Deno.listen` / `Bun.listen`
+ * server that writes the same frames to the same sockets and queues nothing. What its RSS gains
+ * under the load is what the runtime itself takes to move those bytes (on Deno, most of it is
+ * V8's young generation growing with the `conn.write` calls), and is no part of sluice's cost.
+ *
  * The stated bound: the slow subscribers may each hold `--max-backpressure` bytes in the
  * server; the fast ones hold about nothing; `--allowance` covers the rest (garbage not yet
- * collected, one tick's frames). So peak VmHWM ≤ baseline + slow × max-backpressure +
- * allowance. Also printed: the bound if every subscriber sat at the limit at once (what the
+ * collected, one tick's frames). So peak VmHWM ≤ baseline + the runtime's floor +
+ * slow × max-backpressure + allowance. Also printed: the bound if every subscriber sat at the limit at once (what the
  * limit alone guarantees: a server that falls behind backs up its fast readers too). The run
  * fails (exit 1) if the stated bound is exceeded, if the fast subscribers got nothing, if the
  * slow ones got nothing after resuming, or if the server exited early.
@@ -57,13 +64,14 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { FanoutClient, maskedFrame } from "./_fanout_client.ts";
 import { memory, option, resetPeak, sleep } from "./deflate_memory.ts";
-import type { Stats } from "./fanout_overload_server.ts";
+import type { Stats } from "./_overload_stats.ts";
 
 type Runtime = "deno" | "bun";
 type Scenario = "paused" | "resume";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const SERVER = fileURLToPath(new URL("./fanout_overload_server.ts", import.meta.url));
+const FLOOR = fileURLToPath(new URL("./fanout_overload_floor.ts", import.meta.url));
 const MiB = 1024 * 1024;
 
 /** What one run does. */
@@ -81,6 +89,8 @@ interface Settings {
   /** How the server broadcasts: "publish" (a topic) or "loop" (ws.send per subscriber). */
   broadcast: string;
   allowance: number;
+  /** The server: sluice, or the bare runtime (bench/fanout_overload_floor.ts). */
+  floor?: boolean;
 }
 
 /** One second of a run. */
@@ -107,9 +117,14 @@ interface Result {
   end: number;
   /** RSS change over the second half of the publishing window: growth that goes on. */
   drift: number;
-  /** baseline + slow × maxBackpressure + allowance. */
+  /**
+   * What the bare runtime gained under the same load in the same run (its peak above its
+   * baseline, bench/fanout_overload_floor.ts), or 0 when it was not measured.
+   */
+  floor: number;
+  /** baseline + floor + slow × maxBackpressure + allowance. */
   bound: number;
-  /** baseline + all subscribers × maxBackpressure + allowance: what the limit guarantees. */
+  /** baseline + floor + all subscribers × maxBackpressure + allowance: what the limit guarantees. */
   boundAll: number;
   serverCpu: number;
   clientCpu: number;
@@ -152,7 +167,7 @@ interface ServerChild {
 async function startServer(s: Settings, pin: boolean): Promise<ServerChild> {
   const args = [
     ...(s.runtime === "deno" ? ["run", "-A", process.env.DENO_V8 ?? "--v8-flags=--expose-gc"] : []),
-    SERVER,
+    s.floor === true ? FLOOR : SERVER,
     "--port",
     "0",
     "--policy",
@@ -233,7 +248,7 @@ function sum(clients: FanoutClient[]): number {
   return total;
 }
 
-async function run(s: Settings, pin: boolean): Promise<Result> {
+async function run(s: Settings, pin: boolean, floor = 0): Promise<Result> {
   const server = await startServer(s, pin);
   const fast: FanoutClient[] = [];
   const slow: FanoutClient[] = [];
@@ -373,8 +388,10 @@ async function run(s: Settings, pin: boolean): Promise<Result> {
       peak: mem.hwm,
       end: mem.rss,
       drift: samples[samples.length - 1].rss - samples[Math.floor(samples.length / 2) - 1].rss,
-      bound: baseline + (slow.length * s.maxBackpressure) / 1024 + s.allowance * 1024,
-      boundAll: baseline + (s.subscribers * s.maxBackpressure) / 1024 + s.allowance * 1024,
+      floor,
+      bound: baseline + floor + (slow.length * s.maxBackpressure) / 1024 + s.allowance * 1024,
+      boundAll: baseline + floor + (s.subscribers * s.maxBackpressure) / 1024 +
+        s.allowance * 1024,
       serverCpu: serverCpu / s.seconds,
       clientCpu: (clientCpu.user + clientCpu.system) / 1e6 / s.seconds,
     };
@@ -411,7 +428,9 @@ function describe(r: Result): string[] {
     }), at the end ${mib(r.end)}; ${r.drift >= 0 ? "+" : ""}${
       mib(r.drift)
     } over the second half of the window`,
-    `  bound, slow readers only (baseline + ${s.slow} × ${s.maxBackpressure} B + ${s.allowance} ` +
+    `  bound, slow readers only (baseline + ${
+      r.floor > 0 ? `the runtime's floor ${mib(r.floor)} + ` : ""
+    }${s.slow} × ${s.maxBackpressure} B + ${s.allowance} ` +
     `MiB): ${mib(r.bound)}, ${r.peak <= r.bound ? "within" : "EXCEEDED"}; every subscriber ` +
     `at the limit (+ ${s.subscribers} × ${s.maxBackpressure} B + ${s.allowance} MiB): ` +
     `${mib(r.boundAll)}, ${r.peak <= r.boundAll ? "within" : "EXCEEDED"}`,
@@ -444,6 +463,7 @@ async function main(): Promise<void> {
     broadcast: option("broadcast", "publish"),
     allowance: Number(option("allowance", "16")),
   };
+  const withFloor = !process.argv.includes("--no-floor");
   const pin = hasTaskset();
   if (pin) spawnSync("taskset", ["-a", "-p", "-c", "1", String(process.pid)]);
   const client = "Bun" in globalThis ? "bun" : "deno";
@@ -467,7 +487,20 @@ async function main(): Promise<void> {
       );
       const started = performance.now();
       try {
-        const result = await run(settings, pin);
+        let floor = 0;
+        if (withFloor) {
+          // The bare runtime first, on the same load: what it gains is not sluice's.
+          const bare = await run({ ...settings, floor: true }, pin);
+          floor = Math.max(0, bare.peak - bare.baseline);
+          console.log(
+            `  the runtime's floor (bench/fanout_overload_floor.ts): baseline ${
+              mib(bare.baseline)
+            }, peak ${mib(bare.peak)} (+${mib(floor)}); ${
+              bare.fastPerSecond.toFixed(0)
+            } fast deliveries/s`,
+          );
+        }
+        const result = await run(settings, pin, floor);
         results.push(result);
         for (const line of describe(result)) console.log(line);
         if (result.peak > result.bound || result.fastPerSecond === 0) failed = true;
@@ -481,16 +514,18 @@ async function main(): Promise<void> {
   }
   console.log(
     "\n| runtime | scenario | offered msg/s | fast deliveries/s | slow while paused | " +
-      "slow after resume | dropped slow / fast | baseline RSS | peak RSS | bound slow / all |",
+      "slow after resume | dropped slow / fast | baseline RSS | peak RSS | runtime floor | " +
+      "bound slow / all |",
   );
-  console.log("| --- | --- | --: | --: | --: | --: | --: | --: | --: | --: |");
+  console.log("| --- | --- | --: | --: | --: | --: | --: | --: | --: | --: | --: |");
   for (const r of results) {
     console.log(
       `| ${r.settings.runtime} | ${r.settings.scenario} | ${r.offered.toFixed(0)} | ` +
         `${r.fastPerSecond.toFixed(0)} | ${r.slowWhilePaused} | ` +
         `${r.settings.scenario === "resume" ? r.slowAfterResume : "–"} | ` +
         `${r.final.slow.dropped} / ${r.final.dropped - r.final.slow.dropped} | ` +
-        `${mib(r.baseline)} | ${mib(r.peak)} | ${mib(r.bound)} / ${mib(r.boundAll)} |`,
+        `${mib(r.baseline)} | ${mib(r.peak)} | +${mib(r.floor)} | ${mib(r.bound)} / ` +
+        `${mib(r.boundAll)} |`,
     );
   }
   process.exitCode = failed ? 1 : 0;

@@ -33,6 +33,7 @@
 import process from "node:process";
 import { option, stopOnSignal } from "./_server_cli.ts";
 import { SendStatus, serve, type ServerWebSocket } from "../mod.ts";
+import { collect, emptyStats, memoryNow, type Stats } from "./_overload_stats.ts";
 
 const policy = option("policy", "drop");
 if (policy !== "drop" && policy !== "close") {
@@ -45,68 +46,13 @@ if (broadcast !== "publish" && broadcast !== "loop") {
   throw new RangeError(`--broadcast must be publish or loop, not ${broadcast}`);
 }
 
-/** What `ws.send` returned, counted. */
-export interface SendCounts {
-  /** `SendStatus.Sent`. */
-  sent: number;
-  /** `SendStatus.Backpressure`: queued behind unsent data (still delivered). */
-  backpressure: number;
-  /** `SendStatus.Dropped`: over `maxBackpressure`, not sent. */
-  dropped: number;
-  /** Skipped because the subscriber was closing (policy `close`). */
-  skipped: number;
-}
-
-/** The server's counters, as the `stats` command answers them. */
-export interface Stats extends SendCounts {
-  /** Subscribers open now. */
-  subscribers: number;
-  /** Binary messages from the publisher. */
-  published: number;
-  /** The part of the send counts that went to subscribers tagged `?slow`. */
-  slow: SendCounts;
-  /** `drain` handler calls: a backed-up subscriber wrote out everything it had queued. */
-  drains: number;
-  /** Subscribers closed so far, by close code. */
-  closes: Record<string, number>;
-  /** Bytes queued now (`ws.bufferedAmount`), summed over all subscribers. */
-  queued: number;
-  /** … over the subscribers tagged `?slow`. */
-  queuedSlow: number;
-  /** The most any one subscriber has queued now. */
-  maxQueued: number;
-  /** The most any subscriber had queued at any `stats` so far. */
-  peakQueued: number;
-  /** The most all subscribers together had queued at any `stats` so far. */
-  peakQueuedTotal: number;
-  /** `process.memoryUsage()` now, in bytes: where the resident memory is. */
-  memory: { heapTotal: number; heapUsed: number; external: number; arrayBuffers: number };
-}
-
 interface Peer {
   publisher: boolean;
   slow: boolean;
 }
 
 const subscribers = new Set<ServerWebSocket<Peer>>();
-function counts(): SendCounts {
-  return { sent: 0, backpressure: 0, dropped: 0, skipped: 0 };
-}
-
-const stats: Stats = {
-  subscribers: 0,
-  published: 0,
-  ...counts(),
-  slow: counts(),
-  drains: 0,
-  closes: {},
-  queued: 0,
-  queuedSlow: 0,
-  maxQueued: 0,
-  peakQueued: 0,
-  peakQueuedTotal: 0,
-  memory: { heapTotal: 0, heapUsed: 0, external: 0, arrayBuffers: 0 },
-};
+const stats = emptyStats();
 
 function snapshot(): Stats {
   let queued = 0;
@@ -132,16 +78,8 @@ function snapshot(): Stats {
   stats.maxQueued = maxQueued;
   stats.peakQueued = Math.max(stats.peakQueued, maxQueued);
   stats.peakQueuedTotal = Math.max(stats.peakQueuedTotal, queued);
-  const { heapTotal, heapUsed, external, arrayBuffers } = process.memoryUsage();
-  stats.memory = { heapTotal, heapUsed, external, arrayBuffers };
+  stats.memory = memoryNow();
   return stats;
-}
-
-/** A full collection: `Bun.gc(true)` in Bun, `gc()` in Deno with `--v8-flags=--expose-gc`. */
-function collect(): void {
-  const bun = (globalThis as { Bun?: { gc(force: boolean): void } }).Bun;
-  if (bun !== undefined) bun.gc(true);
-  else (globalThis as { gc?: () => void }).gc?.();
 }
 
 const server = serve<Peer>({

@@ -152,6 +152,7 @@ export const listen: Listen = (options, accept) => {
 class DenoTransport implements Transport {
   readonly remoteAddress: string;
   readonly remotePort: number;
+  readonly writesLater = true;
   #conn: Deno.Conn;
   #handler!: TransportHandler;
   #buffer: Uint8Array | undefined;

@@ -34,19 +34,26 @@ let flushScheduled = false;
 // The tick's shared frames. A broadcast's frame (under ZERO_COPY_THRESHOLD) is copied here once
 // per tick, whatever the number of subscribers; a subscriber whose tick holds only shared frames
 // that sit side by side here (the same topic's publishes, in order) writes a view of this buffer
-// instead of copying them into a buffer of its own. The views are written as reusable (the
-// transport copies what it cannot write at once), so the buffer is reused tick after tick.
+// instead of copying them into a buffer of its own. A transport whose writes complete in the
+// call (Bun) gets the view as reusable (it copies what the socket does not take), and the arena
+// is reused tick after tick; one that writes later (Deno) would copy every view, so it gets the
+// view to keep, and the next tick starts a new arena, sized to this one's use.
+const ARENA_MIN = 16 * 1024;
+const ARENA_MIN_KEPT = 1024;
+// An arena that grew past this for a burst is let go at the end of the tick.
+const ARENA_KEEP = 1024 * 1024;
 let arena: Uint8Array = new Uint8Array(0);
 let arenaEnd = 0;
+/** A transport kept a view of this tick's arena. */
+let arenaKept = false;
+/** The size a new arena starts at. */
+let arenaStart = ARENA_MIN;
 // The last two frames placed this tick, and where: a publish hands the same frame to every
 // subscriber in turn, and a topic with compressing and plain subscribers alternates two.
 let lastFrame: Uint8Array | undefined;
 let lastStart = 0;
 let otherFrame: Uint8Array | undefined;
 let otherStart = 0;
-const ARENA_MIN = 16 * 1024;
-// An arena that grew past this for a burst is let go at the end of the tick.
-const ARENA_KEEP = 1024 * 1024;
 
 /** Where `frame` sits in this tick's arena, copied there if it is not yet. */
 function place(frame: Uint8Array): number {
@@ -60,7 +67,7 @@ function place(frame: Uint8Array): number {
   }
   const length = frame.length;
   if (arenaEnd + length > arena.length) {
-    const bigger = new Uint8Array(Math.max(ARENA_MIN, 2 * arena.length, arenaEnd + length));
+    const bigger = new Uint8Array(Math.max(arenaStart, 2 * arena.length, arenaEnd + length));
     bigger.set(arena.subarray(0, arenaEnd));
     arena = bigger;
   }
@@ -78,10 +85,18 @@ function flushAll(): void {
   for (let i = 0; i < dirty.length; i++) dirty[i].flush();
   dirty.length = 0;
   flushScheduled = false;
-  // Every outbox that viewed the arena was dirty, and has flushed: it is free again.
+  // Every outbox that viewed the arena was dirty, and has flushed: it is free again, unless a
+  // transport kept a view.
+  if (arenaKept) {
+    arenaKept = false;
+    arenaStart = Math.max(ARENA_MIN_KEPT, arenaEnd);
+    arena = new Uint8Array(0);
+  } else {
+    arenaStart = ARENA_MIN;
+    if (arena.length > ARENA_KEEP) arena = new Uint8Array(0);
+  }
   arenaEnd = 0;
   lastFrame = otherFrame = undefined;
-  if (arena.length > ARENA_KEEP) arena = new Uint8Array(0);
 }
 
 /** The corked frames of one connection. */
@@ -251,7 +266,13 @@ export class Outbox {
     const runStart = this.#runStart;
     if (runStart >= 0) {
       this.#runStart = -1;
-      transport.write(arena.subarray(runStart, this.#runEnd), true);
+      const view = arena.subarray(runStart, this.#runEnd);
+      if (transport.writesLater === true) {
+        arenaKept = true;
+        transport.write(view, false);
+      } else {
+        transport.write(view, true);
+      }
       this.#onFlushed();
       return;
     }

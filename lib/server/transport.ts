@@ -15,6 +15,13 @@ export interface Transport {
   /** Bytes accepted by {@linkcode Transport.write} and not yet handed to the operating system. */
   readonly bufferedAmount: number;
   /**
+   * Writes reach the operating system later, not within `write()` (Deno's `conn.write` is
+   * asynchronous), so a reusable chunk is always copied: a caller that can give a chunk up
+   * should. `false` (Bun) when a write usually completes within the call, so copying only what
+   * the socket does not take beats allocating.
+   */
+  readonly writesLater?: boolean;
+  /**
    * Sends bytes, in order after everything written before. Never writes less than asked:
    * what the socket cannot take now is kept and written when it drains.
    *
