@@ -1,7 +1,8 @@
 /**
  * Outgoing frames of one connection, corked until the end of the tick: everything sent to a
  * connection in one tick leaves in one socket write. Small payloads are copied behind their
- * headers into a pooled buffer; large ones the caller hands over go out by reference.
+ * headers into a pooled buffer; large ones the caller hands over go out by reference (on a
+ * transport whose writes complete in the call, only those whose frame is over 64 KiB).
  *
  * @module
  */
@@ -17,7 +18,8 @@ export const ZERO_COPY_THRESHOLD = 16 * 1024;
 // that needs more moves up to a large buffer.
 const SMALL = 4 * 1024;
 const MEDIUM = 16 * 1024;
-const LARGE = 64 * 1024;
+// Room for a 64 KiB payload and its header.
+const LARGE = 64 * 1024 + 16;
 const smallPool: Uint8Array[] = [];
 const mediumPool: Uint8Array[] = [];
 const largePool: Uint8Array[] = [];
@@ -165,7 +167,14 @@ export class Outbox {
     else if (this.#runStart >= 0) this.#absorbRun();
     const length = payload.length;
     const header = headerSize(length, false);
-    if (owned && length >= ZERO_COPY_THRESHOLD) {
+    // By reference, the header and the payload are two writes; a transport whose writes
+    // complete in the call (Bun) does better with one, so there the payload is copied behind
+    // its header while the frame fits a pooled buffer. One that writes later (Deno) would copy
+    // that buffer again: it takes the payload as it is.
+    if (
+      owned && length >= ZERO_COPY_THRESHOLD &&
+      (this.#transport.writesLater === true || header + length > LARGE)
+    ) {
       this.#reserve(header);
       this.#end = writeHeader(this.#buffer!, this.#end, opcode, length, fin, rsv1);
       this.#seal();

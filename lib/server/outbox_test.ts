@@ -22,6 +22,7 @@ class FakeTransport implements Transport {
   readonly remoteAddress = "127.0.0.1";
   readonly remotePort = 1;
   readonly bufferedAmount = 0;
+  writesLater = false;
   writes: Write[] = [];
   urgent: Uint8Array[] = [];
 
@@ -45,8 +46,11 @@ class FakeTransport implements Transport {
 }
 
 /** An outbox on a fake transport, counting its flushes. */
-function setup(): { outbox: Outbox; transport: FakeTransport; flushes: () => number } {
+function setup(
+  writesLater = false,
+): { outbox: Outbox; transport: FakeTransport; flushes: () => number } {
   const transport = new FakeTransport();
+  transport.writesLater = writesLater;
   let flushes = 0;
   const outbox = new Outbox(transport, () => flushes++);
   return { outbox, transport, flushes: () => flushes };
@@ -240,8 +244,8 @@ describe("Outbox.writeShared", () => {
     );
   });
 
-  it("a lone shared frame, then an owned payload of 16 KiB: the header stays with the shared frame", async () => {
-    const { outbox, transport } = setup();
+  it("a lone shared frame, then an owned payload of 16 KiB (a transport that writes later): the header stays with the shared frame", async () => {
+    const { outbox, transport } = setup(true);
     const shared = new PreparedMessage("x");
     const payload = pattern(ZERO_COPY_THRESHOLD, 11);
     outbox.writeShared(shared.frame);
@@ -259,6 +263,27 @@ describe("Outbox.writeShared", () => {
     assert.equal(head.partial, true, "ends inside the payload's frame");
     assert.equal(body.chunk, payload, "the owned payload by reference");
     assert.equal(body.reusable, false);
+  });
+
+  it("an owned payload of 64 KiB (a transport that writes in the call): copied behind its header, one write", async () => {
+    const { outbox, transport } = setup(false);
+    const payload = pattern(64 * 1024, 12);
+    outbox.writeFrame(Opcode.Binary, true, false, payload, true);
+    await microtasks();
+    assert.equal(transport.writes.length, 1);
+    assert.notEqual(transport.writes[0].chunk.buffer, payload.buffer, "copied");
+    assert.equal(toHex(transport.writes[0].bytes), toHex(frameOf(Opcode.Binary, payload)));
+  });
+
+  it("an owned payload over 64 KiB (a transport that writes in the call): by reference, after its header", async () => {
+    const { outbox, transport } = setup(false);
+    const payload = pattern(64 * 1024 + 100, 13);
+    outbox.writeFrame(Opcode.Binary, true, false, payload, true);
+    await microtasks();
+    assert.equal(transport.writes.length, 2);
+    assert.equal(transport.writes[1].chunk, payload, "by reference");
+    assert.equal(transport.writes[0].partial, true);
+    assert.equal(toHex(transport.all), toHex(frameOf(Opcode.Binary, payload)));
   });
 
   it("shared frames between 4 and 16 KiB fill more than one buffer: the bytes stay in order", async () => {
