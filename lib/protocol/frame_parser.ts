@@ -35,6 +35,12 @@ export interface FrameParserOptions {
   /** RSV1 is allowed on a message's first frame (permessage-deflate was negotiated).
    * @default {false} */
   allowRsv1?: boolean;
+  /**
+   * A frame whose payload is shorter than this, whole in its chunk, is handed out as a copy
+   * instead of a view of the chunk (on JavaScriptCore a small copy costs less than a view).
+   * @default {0} (always views)
+   */
+  copyBelow?: number;
 }
 
 const HEADER = 0;
@@ -60,6 +66,7 @@ export class FrameParser {
   #sink: FrameSink;
   #requireMask: boolean;
   #allowRsv1: boolean;
+  #copyBelow: number;
   #state = HEADER;
   #paused = false;
   #busy = false;
@@ -83,6 +90,7 @@ export class FrameParser {
     this.#sink = sink;
     this.#requireMask = options.requireMask ?? true;
     this.#allowRsv1 = options.allowRsv1 ?? false;
+    this.#copyBelow = options.copyBelow ?? 0;
   }
 
   /** Whether parsing stopped for good (after an error or {@linkcode FrameParser.stop}). */
@@ -255,7 +263,9 @@ export class FrameParser {
       const fin = (b0 & 0x80) !== 0;
       const rsv1 = (b0 & 0x40) !== 0;
       if (end - pos >= length) {
-        const payload = chunk.subarray(pos, pos + length);
+        const payload = length < this.#copyBelow
+          ? chunk.slice(pos, pos + length)
+          : chunk.subarray(pos, pos + length);
         pos += length;
         if (masked && length !== 0) unmask(payload, this.#mask, 0);
         sink.onFrame(opcode, fin, rsv1, payload);

@@ -775,3 +775,25 @@ describe("FrameParser properties", () => {
     );
   });
 });
+
+describe("FrameParser copyBelow", () => {
+  it("hands out shorter payloads as unmasked copies, longer ones as views of the chunk", () => {
+    const payloads: Uint8Array[] = [];
+    const parser = new FrameParser({
+      onFrame: (_opcode, _fin, _rsv1, payload) => payloads.push(payload),
+      onFrameStart() {},
+      onFrameData() {},
+      onFrameError: (error) => assert.fail(error.message),
+    }, { copyBelow: 4 });
+    const short = text("abc");
+    const long = text("abcd");
+    const chunk = new Uint8Array([
+      ...encodeFrame(0x2, short, { mask: new Uint8Array([1, 2, 3, 4]) }),
+      ...encodeFrame(0x2, long, { mask: new Uint8Array([5, 6, 7, 8]) }),
+    ]);
+    parser.push(chunk);
+    assert.deepEqual(payloads.map((p) => [...p]), [[...short], [...long]]);
+    assert.notEqual(payloads[0].buffer, chunk.buffer, "under copyBelow: a copy");
+    assert.equal(payloads[1].buffer, chunk.buffer, "at copyBelow: a view");
+  });
+});

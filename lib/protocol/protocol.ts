@@ -91,6 +91,9 @@ export interface ProtocolOptions {
   maxFragments?: number;
   /** permessage-deflate, when it was negotiated. @default {undefined} */
   deflate?: PerMessageDeflate;
+  /** A payload shorter than this many bytes, whole in its chunk, is handed out as a copy
+   * rather than a view of the chunk. @default {0} */
+  copyBelow?: number;
 }
 
 /** Bytes through permessage-deflate on one connection, for the compression ratio. */
@@ -197,6 +200,7 @@ export class Protocol implements FrameSink {
     this.#parser = new FrameParser(this, {
       requireMask: true,
       allowRsv1: options.deflate !== undefined,
+      copyBelow: options.copyBelow,
     });
   }
 

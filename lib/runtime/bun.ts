@@ -97,6 +97,9 @@ export const listen: Listen = (options, accept) => {
 class BunTransport implements Transport {
   readonly remoteAddress: string;
   readonly remotePort: number;
+  // bench/echo_server.ts, 100 connections x 16 echoes of 32 B in flight: +8 % messages per
+  // CPU-second with small payloads copied (on Deno, copies cost 30 %).
+  readonly copyBelow = 65;
   handler!: TransportHandler;
   #socket: BunSocket;
   #queue: Uint8Array[] = [];

@@ -726,6 +726,7 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
       maxPayloadLength: this.#options.maxPayloadLength,
       maxFragments: this.#options.maxFragments,
       streaming: this.#options.fragment !== undefined,
+      copyBelow: this.transport.copyBelow,
       deflate: agreement === undefined || setup === undefined ? undefined : new PerMessageDeflate(
         setup.engine,
         agreement.params,

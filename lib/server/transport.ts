@@ -22,6 +22,11 @@ export interface Transport {
    */
   readonly writesLater?: boolean;
   /**
+   * Payloads shorter than this are best copied out of the chunks given to `onData` rather
+   * than viewed (Bun: JavaScriptCore makes a small copy faster than a view; V8 the other way).
+   */
+  readonly copyBelow?: number;
+  /**
    * Sends bytes, in order after everything written before. Never writes less than asked:
    * what the socket cannot take now is kept and written when it drains.
    *
