@@ -70,9 +70,9 @@ export class FrameParser {
   #state = HEADER;
   #paused = false;
   #busy = false;
-  #backlog: Uint8Array[] = [];
+  #backlog: Uint8Array[] | undefined;
   // A header split across chunks.
-  #spill = new Uint8Array(MAX_HEADER_SIZE);
+  #spill: Uint8Array | undefined;
   #spillLength = 0;
   // The frame whose payload is being read.
   #masked = false;
@@ -112,7 +112,7 @@ export class FrameParser {
   push(chunk: Uint8Array): void {
     if (this.#state === STOPPED || chunk.length === 0) return;
     if (this.#paused || this.#busy) {
-      this.#backlog.push(chunk);
+      (this.#backlog ??= []).push(chunk);
       return;
     }
     this.#run(chunk);
@@ -121,7 +121,7 @@ export class FrameParser {
   /** Stops decoding for good: later input is ignored. Safe to call from a sink callback. */
   stop(): void {
     this.#state = STOPPED;
-    this.#backlog.length = 0;
+    this.#backlog = undefined;
   }
 
   /**
@@ -136,8 +136,11 @@ export class FrameParser {
   resume(): void {
     if (!this.#paused) return;
     this.#paused = false;
-    if (this.#busy || this.#backlog.length === 0 || this.#state === STOPPED) return;
-    this.#run(this.#backlog.shift()!);
+    const backlog = this.#backlog;
+    if (this.#busy || backlog === undefined || backlog.length === 0 || this.#state === STOPPED) {
+      return;
+    }
+    this.#run(backlog.shift()!);
   }
 
   #run(first: Uint8Array): void {
@@ -147,10 +150,10 @@ export class FrameParser {
       const end = this.#parse(chunk);
       if (this.#state === STOPPED) break;
       if (this.#paused) {
-        if (end < chunk.length) this.#backlog.unshift(chunk.subarray(end));
+        if (end < chunk.length) (this.#backlog ??= []).unshift(chunk.subarray(end));
         break;
       }
-      chunk = this.#backlog.shift();
+      chunk = this.#backlog?.shift();
     }
     this.#busy = false;
   }
@@ -191,7 +194,7 @@ export class FrameParser {
         if (!this.#checkStart(chunk[pos], b1)) return end;
         const need = headerLength(b1);
         if (end - pos < need) {
-          this.#spill.set(chunk.subarray(pos, end));
+          (this.#spill ??= new Uint8Array(MAX_HEADER_SIZE)).set(chunk.subarray(pos, end));
           this.#spillLength = end - pos;
           return end;
         }
@@ -199,7 +202,7 @@ export class FrameParser {
         at = pos;
         pos += need;
       } else {
-        const spill = this.#spill;
+        const spill = this.#spill ??= new Uint8Array(MAX_HEADER_SIZE);
         const had = this.#spillLength;
         let length = had;
         while (length < 2 && pos < end) spill[length++] = chunk[pos++];

@@ -147,7 +147,7 @@ export class Protocol implements FrameSink {
   #messageLength = 0;
   #fragments = 1;
   #maxFragments: number;
-  #pieces: Uint8Array[] = [];
+  #pieces: Uint8Array[] | undefined;
   #text = "";
   #utf8: Utf8StreamDecoder | undefined;
   // The frame whose payload spans chunks.
@@ -177,7 +177,7 @@ export class Protocol implements FrameSink {
   #heldSends:
     | Array<{ opcode: number; bytes: Uint8Array; compress: boolean | undefined }>
     | undefined;
-  #slots: Slot[] = [];
+  #slots: Slot[] | undefined;
   #closedAfterSlots: { code: number; reason: string } | undefined;
   #onInflated = (result: Uint8Array | WebSocketError): void => this.#inflated(result);
   #onDeflated = (result: Uint8Array | WebSocketError): void => this.#deflated(result);
@@ -326,7 +326,7 @@ export class Protocol implements FrameSink {
   /** Writes a whole frame now, or queues its payload behind messages being compressed. */
   #emitFramed(opcode: number, frame: Uint8Array, rsv1: boolean): void {
     const host = this.#host;
-    if (this.#slots.length !== 0 || host.writeFramed === undefined) {
+    if ((this.#slots !== undefined && this.#slots.length !== 0) || host.writeFramed === undefined) {
       this.#emit(opcode, frame.subarray(payloadOffset(frame)), rsv1, true);
     } else {
       host.writeFramed(frame);
@@ -338,7 +338,7 @@ export class Protocol implements FrameSink {
     if (deflate !== undefined && this.#compresses(bytes.length, compress)) {
       // The slot keeps this message's place in the send order while it is compressed (at
       // once with a synchronous engine: then the slot is written and gone before this returns).
-      this.#slots.push({ opcode, payload: undefined, rsv1: true, fin: true });
+      (this.#slots ??= []).push({ opcode, payload: undefined, rsv1: true, fin: true });
       this.compression.rawOut += bytes.length;
       deflate.compressor.compress(bytes, this.#onDeflated);
       return;
@@ -377,7 +377,7 @@ export class Protocol implements FrameSink {
     }
     const opcode = this.#streamOpcode;
     this.#streamOpcode = Opcode.Continuation;
-    if (this.#slots.length === 0) {
+    if (this.#slots === undefined || this.#slots.length === 0) {
       this.#host.writeFrame(opcode, fin, false, data, owned);
     } else {
       this.#slots.push({ opcode, payload: owned ? data : data.slice(), rsv1: false, fin });
@@ -469,7 +469,7 @@ export class Protocol implements FrameSink {
       this.#readyState = CLOSED;
       this.#resetMessage();
     }
-    this.#slots.length = 0;
+    if (this.#slots !== undefined) this.#slots.length = 0;
     this.#closedAfterSlots = undefined;
   }
 
@@ -607,7 +607,7 @@ export class Protocol implements FrameSink {
   /** Adds payload to the open message; delivers it when `end`. */
   #appendData(piece: Uint8Array, end: boolean): void {
     if (this.#compressed) {
-      if (piece.length !== 0) this.#pieces.push(piece);
+      if (piece.length !== 0) (this.#pieces ??= []).push(piece);
       if (end) this.#inflate();
       return;
     }
@@ -639,9 +639,9 @@ export class Protocol implements FrameSink {
       this.#host.onFragment!(piece, true, end);
       return;
     }
-    if (piece.length !== 0) this.#pieces.push(piece);
+    if (piece.length !== 0) (this.#pieces ??= []).push(piece);
     if (!end) return;
-    const message = concatBytes(this.#pieces, this.#messageLength);
+    const message = concatBytes(this.#pieces ?? [], this.#messageLength);
     this.#resetMessage();
     this.#deliver(message, true);
   }
@@ -653,13 +653,13 @@ export class Protocol implements FrameSink {
     this.#fragments = 1;
     this.#messageOpcode = 0;
     this.#messageLength = 0;
-    this.#pieces.length = 0;
+    if (this.#pieces !== undefined) this.#pieces.length = 0;
     this.#text = "";
   }
 
   /** Inflates the compressed message just completed; decoding waits until it is done. */
   #inflate(): void {
-    const data = concatBytes(this.#pieces, this.#messageLength);
+    const data = concatBytes(this.#pieces ?? [], this.#messageLength);
     this.compression.compressedIn += data.length;
     this.#inflating = this.#messageOpcode;
     this.#resetMessage();
@@ -694,7 +694,7 @@ export class Protocol implements FrameSink {
 
   /** Writes a frame now, or queues it behind messages still being compressed. */
   #emit(opcode: number, payload: Uint8Array, rsv1: boolean, owned: boolean): void {
-    if (this.#slots.length === 0) {
+    if (this.#slots === undefined || this.#slots.length === 0) {
       this.#host.writeFrame(opcode, true, rsv1, payload, owned);
       return;
     }
@@ -704,7 +704,7 @@ export class Protocol implements FrameSink {
   #deflated(result: Uint8Array | WebSocketError): void {
     // Engines answer in order: this is the first slot still waiting (none if the connection
     // failed meanwhile and dropped its slots).
-    const slot = this.#slots.find((each) => each.payload === undefined);
+    const slot = this.#slots?.find((each) => each.payload === undefined);
     if (slot === undefined) return;
     if (result instanceof WebSocketError) {
       this.fail(result);
@@ -712,7 +712,7 @@ export class Protocol implements FrameSink {
     }
     this.compression.compressedOut += result.length;
     slot.payload = result;
-    const slots = this.#slots;
+    const slots = this.#slots!;
     while (slots.length !== 0 && slots[0].payload !== undefined) {
       const { opcode, payload, rsv1, fin } = slots.shift()!;
       this.#host.writeFrame(opcode, fin, rsv1, payload!, true);
@@ -749,7 +749,7 @@ export class Protocol implements FrameSink {
       this.#closeSent = true;
       this.#emit(Opcode.Close, close.code === 1005 ? EMPTY : payload.subarray(0, 2), false, false);
     }
-    if (this.#slots.length !== 0) {
+    if (this.#slots !== undefined && this.#slots.length !== 0) {
       // Messages are still being compressed: the TCP connection closes after they are out.
       this.#closedAfterSlots = close;
       return;

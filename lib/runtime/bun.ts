@@ -102,9 +102,10 @@ class BunTransport implements Transport {
   readonly copyBelow = 65;
   handler!: TransportHandler;
   #socket: BunSocket;
-  #queue: Uint8Array[] = [];
+  // Made at the first short write: an idle connection holds no arrays.
+  #queue: Uint8Array[] | undefined;
   /** For each queued chunk: it ends inside a frame. */
-  #partial: boolean[] = [];
+  #partial: boolean[] | undefined;
   #buffered = 0;
   #ending = false;
   #writeClosed = false;
@@ -127,34 +128,36 @@ class BunTransport implements Transport {
 
   write(chunk: Uint8Array, reusable: boolean, partial = false): void {
     if (this.#closed || this.#ending || chunk.length === 0) return;
-    if (this.#queue.length === 0) {
+    if (this.#queue === undefined || this.#queue.length === 0) {
       const written = this.#socket.write(chunk);
       if (written === chunk.length) return;
       if (written < 0) return; // Closing: the close handler follows.
       chunk = chunk.subarray(written);
     }
-    this.#queue.push(reusable ? chunk.slice() : chunk);
-    this.#partial.push(partial);
+    (this.#queue ??= []).push(reusable ? chunk.slice() : chunk);
+    (this.#partial ??= []).push(partial);
     this.#buffered += chunk.length;
   }
 
   writeUrgent(chunk: Uint8Array): void {
-    if (this.#queue.length === 0) {
+    const queue = this.#queue;
+    const partial = this.#partial!;
+    if (queue === undefined || queue.length === 0) {
       this.write(chunk, false);
       return;
     }
     if (this.#closed || this.#ending || chunk.length === 0) return;
     // After the first chunk that ends a frame: the head of the queue may be the rest of a
     // frame half written to the socket.
-    let at = this.#partial.indexOf(false) + 1;
-    if (at === 0) at = this.#queue.length;
-    this.#queue.splice(at, 0, chunk);
-    this.#partial.splice(at, 0, false);
+    let at = partial.indexOf(false) + 1;
+    if (at === 0) at = queue.length;
+    queue.splice(at, 0, chunk);
+    partial.splice(at, 0, false);
     this.#buffered += chunk.length;
   }
 
   drain(): void {
-    const queue = this.#queue;
+    const queue = this.#queue ?? [];
     while (queue.length !== 0) {
       const chunk = queue[0];
       const written = this.#socket.write(chunk);
@@ -165,7 +168,7 @@ class BunTransport implements Transport {
         return;
       }
       queue.shift();
-      this.#partial.shift();
+      this.#partial!.shift();
     }
     if (this.#ending) this.#halfClose();
     else this.handler.onDrain();
@@ -181,7 +184,7 @@ class BunTransport implements Transport {
   end(): void {
     if (this.#closed || this.#ending) return;
     this.#ending = true;
-    if (this.#queue.length === 0) this.#halfClose();
+    if (this.#queue === undefined || this.#queue.length === 0) this.#halfClose();
   }
 
   #halfClose(): void {
@@ -192,8 +195,7 @@ class BunTransport implements Transport {
 
   destroy(): void {
     if (this.#closed) return;
-    this.#queue.length = 0;
-    this.#partial.length = 0;
+    this.#queue = this.#partial = undefined;
     this.#buffered = 0;
     this.#socket.terminate();
   }
@@ -209,8 +211,7 @@ class BunTransport implements Transport {
   closed(error?: Error): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#queue.length = 0;
-    this.#partial.length = 0;
+    this.#queue = this.#partial = undefined;
     this.#buffered = 0;
     this.handler.onClose(error);
   }

@@ -29,7 +29,7 @@ import type { PreparedMessage } from "../protocol/prepared_message.ts";
 import { CLOSED, OPEN, Protocol } from "../protocol/protocol.ts";
 import { clientAddress } from "./forwarded.ts";
 import type { UpgradeAccept, UpgradeResult } from "./options.ts";
-import { Outbox } from "./outbox.ts";
+import { Outbox, type OutboxOwner } from "./outbox.ts";
 import type { ResolvedOptions, ServerCore } from "./server_core.ts";
 import { RateLimiter } from "./rate_limit.ts";
 import { prometheusText, type TrafficCounts } from "./stats.ts";
@@ -52,7 +52,7 @@ const HIGH_WATER_MARK = 64 * 1024;
 const PENDING_LIMIT = 64 * 1024;
 
 /** One accepted TCP connection. */
-export class Connection<T> implements TransportHandler, WebSocketDriver, Subscriber {
+export class Connection<T> implements TransportHandler, WebSocketDriver, Subscriber, OutboxOwner {
   readonly transport: Transport;
   #server: ServerCore<T>;
   #options: ResolvedOptions<T>;
@@ -83,7 +83,7 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
   // Backpressure: a send met it (so `drain` is owed), messages dropped, flushed() waiters.
   #backpressured = false;
   #dropped = 0;
-  #flushWaiters: Array<() => void> = [];
+  #flushWaiters: Array<() => void> | undefined;
   // Traffic, for stats (bytes out: the outbox counts, plus urgent pings and pongs).
   #messagesIn = 0;
   #messagesOut = 0;
@@ -112,9 +112,7 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
     this.#server = server;
     this.#options = server.options;
     this.transport = transport;
-    this.#outbox = new Outbox(transport, () => {
-      if (transport.bufferedAmount === 0) this.#drained();
-    });
+    this.#outbox = new Outbox(transport, this);
     this.#head = new RequestHeadParser(server.options);
     this.#overLimit = overLimit;
     this.#acceptedAt = this.#lastReceive = this.#lastMessage = server.now;
@@ -230,14 +228,20 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
   }
 
   /** @internal */
+  outboxFlushed(): void {
+    if (this.transport.bufferedAmount === 0) this.#drained();
+  }
+
+  /** @internal */
   onDrain(): void {
     if (this.#outbox.corked === 0) this.#drained();
   }
 
   /** Everything queued reached the socket: wake flushed() waiters; owe no more `drain`. */
   #drained(): void {
-    if (this.#flushWaiters.length !== 0) {
-      for (const resolve of this.#flushWaiters.splice(0)) resolve();
+    const waiters = this.#flushWaiters;
+    if (waiters !== undefined && waiters.length !== 0) {
+      for (const resolve of waiters.splice(0)) resolve();
     }
     if (!this.#backpressured || this.#ws === undefined) return;
     this.#backpressured = false;
@@ -269,7 +273,7 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
     if (this.#gone) return;
     this.#gone = true;
     this.#clearTimer();
-    for (const resolve of this.#flushWaiters.splice(0)) resolve();
+    for (const resolve of this.#flushWaiters?.splice(0) ?? []) resolve();
     this.#outbox.discard();
     const protocol = this.#protocol;
     if (protocol !== undefined) {
@@ -541,7 +545,7 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
     if (this.#gone || this.bufferedAmount === 0) {
       return Promise.resolve();
     }
-    return new Promise((resolve) => this.#flushWaiters.push(resolve));
+    return new Promise((resolve) => (this.#flushWaiters ??= []).push(resolve));
   }
 
   /** @internal */

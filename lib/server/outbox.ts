@@ -101,15 +101,21 @@ function flushAll(): void {
   lastFrame = otherFrame = undefined;
 }
 
+/** Who an outbox tells that a flush handed its frames to the transport. */
+export interface OutboxOwner {
+  /** A flush handed everything corked to the transport. */
+  outboxFlushed(): void;
+}
+
 /** The corked frames of one connection. */
 export class Outbox {
   #transport: Transport;
   #buffer: Uint8Array | undefined;
   #start = 0;
   #end = 0;
-  #segments: Uint8Array[] = [];
+  #segments: Uint8Array[] | undefined;
   /** For each segment: it ends inside a frame (with the header of a payload sent apart). */
-  #partial: boolean[] = [];
+  #partial: boolean[] | undefined;
   /**
    * A large shared frame (a broadcast's) that is all this tick has corked so far: it goes to
    * the transport by reference, with no copy into our buffer. A second frame copies it in.
@@ -121,7 +127,7 @@ export class Outbox {
    */
   #runStart = -1;
   #runEnd = 0;
-  #onFlushed: () => void;
+  #owner: OutboxOwner | undefined;
   #corked = 0;
   #written = 0;
   #dirty = false;
@@ -130,11 +136,11 @@ export class Outbox {
    * Makes an empty outbox.
    *
    * @param transport Where the frames go.
-   * @param onFlushed Called after each flush hands the corked frames to the transport.
+   * @param owner Told after each flush has handed the corked frames to the transport.
    */
-  constructor(transport: Transport, onFlushed: () => void = () => {}) {
+  constructor(transport: Transport, owner?: OutboxOwner) {
     this.#transport = transport;
-    this.#onFlushed = onFlushed;
+    this.#owner = owner;
   }
 
   /** Bytes handed to the transport so far. */
@@ -178,9 +184,10 @@ export class Outbox {
       this.#reserve(header);
       this.#end = writeHeader(this.#buffer!, this.#end, opcode, length, fin, rsv1);
       this.#seal();
-      this.#partial[this.#partial.length - 1] = true;
-      this.#segments.push(payload);
-      this.#partial.push(false);
+      const partial = this.#partial!;
+      partial[partial.length - 1] = true;
+      this.#segments!.push(payload);
+      partial.push(false);
     } else {
       this.#reserve(header + length);
       const buffer = this.#buffer!;
@@ -246,8 +253,8 @@ export class Outbox {
   #append(frame: Uint8Array): void {
     if (frame.length >= ZERO_COPY_THRESHOLD) {
       this.#seal();
-      this.#segments.push(frame);
-      this.#partial.push(false);
+      (this.#segments ??= []).push(frame);
+      (this.#partial ??= []).push(false);
       return;
     }
     this.#reserve(frame.length);
@@ -282,23 +289,23 @@ export class Outbox {
       } else {
         transport.write(view, true);
       }
-      this.#onFlushed();
+      this.#owner?.outboxFlushed();
       return;
     }
     const lone = this.#lone;
     if (lone !== undefined) {
       this.#lone = undefined;
       transport.write(lone, false);
-      this.#onFlushed();
+      this.#owner?.outboxFlushed();
       return;
     }
     const segments = this.#segments;
-    if (segments.length === 0) {
+    if (segments === undefined || segments.length === 0) {
       // The common case: only small frames, all in the buffer.
       transport.write(this.#buffer!.subarray(this.#start, this.#end), true);
     } else {
       this.#seal();
-      const partial = this.#partial;
+      const partial = this.#partial!;
       const ours = this.#buffer?.buffer;
       for (let i = 0; i < segments.length; i++) {
         const segment = segments[i];
@@ -309,7 +316,7 @@ export class Outbox {
       partial.length = 0;
     }
     this.#release();
-    this.#onFlushed();
+    this.#owner?.outboxFlushed();
   }
 
   /** Drops what is corked (the connection is being destroyed). */
@@ -317,8 +324,7 @@ export class Outbox {
     this.#corked = 0;
     this.#lone = undefined;
     this.#runStart = -1;
-    this.#segments.length = 0;
-    this.#partial.length = 0;
+    if (this.#segments !== undefined) this.#segments.length = this.#partial!.length = 0;
     this.#release();
   }
 
@@ -333,8 +339,8 @@ export class Outbox {
   /** Ends the current run of buffered bytes as a segment of its own. */
   #seal(): void {
     if (this.#end > this.#start) {
-      this.#segments.push(this.#buffer!.subarray(this.#start, this.#end));
-      this.#partial.push(false);
+      (this.#segments ??= []).push(this.#buffer!.subarray(this.#start, this.#end));
+      (this.#partial ??= []).push(false);
       this.#start = this.#end;
     }
   }
@@ -347,7 +353,10 @@ export class Outbox {
     }
     if (this.#end + bytes <= buffer.length) return;
     const used = this.#end - this.#start;
-    if (this.#start === 0 && this.#segments.length === 0 && used + bytes <= LARGE) {
+    if (
+      this.#start === 0 && (this.#segments === undefined || this.#segments.length === 0) &&
+      used + bytes <= LARGE
+    ) {
       // Nothing else views it yet: move what it holds to the next size up, and return it, so
       // the tick still leaves in one write.
       const bigger = take(used + bytes, buffer.length === SMALL ? MEDIUM : LARGE);

@@ -52,7 +52,7 @@ function setup(
   const transport = new FakeTransport();
   transport.writesLater = writesLater;
   let flushes = 0;
-  const outbox = new Outbox(transport, () => flushes++);
+  const outbox = new Outbox(transport, { outboxFlushed: () => flushes++ });
   return { outbox, transport, flushes: () => flushes };
 }
 
