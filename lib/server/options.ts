@@ -27,7 +27,8 @@ export interface PerMessageDeflateOptions {
   /** Messages smaller than this many bytes are sent uncompressed, unless `send` is told to
    * compress. @default {1024} */
   threshold?: number;
-  /** zlib compression level, 0–9. @default {6} */
+  /** zlib compression level, 0–9. 1, as Bun's server: on JSON messages of 1–16 KiB about
+   * twice the throughput of 6, for output about 40 % larger. @default {1} */
   level?: number;
   /** zlib memory level, 1–9 (lower: less memory per compressor, worse ratio). @default {8} */
   memLevel?: number;

@@ -350,7 +350,7 @@ function resolveDeflate(
     mode = "shared",
     engine = "zlib",
     threshold = 1024,
-    level = 6,
+    level = 1,
     memLevel = 8,
     serverMaxWindowBits = 15,
     clientMaxWindowBits = 15,

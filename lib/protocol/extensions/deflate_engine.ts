@@ -51,7 +51,7 @@ export interface MessageDecompressor {
 
 /** Tuning that does not take part in negotiation. */
 export interface DeflateTuning {
-  /** zlib compression level, 0–9. @default {6} */
+  /** zlib compression level, 0–9. @default {1} */
   level?: number;
   /** zlib memory level, 1–9: lower uses less memory per compressor, compresses worse. @default {8} */
   memLevel?: number;

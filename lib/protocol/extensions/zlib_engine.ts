@@ -262,7 +262,7 @@ export const zlibEngine: DeflateEngine = {
     const options: ZlibOptions = {
       finishFlush: SYNC_FLUSH,
       windowBits: windowBits(params.serverMaxWindowBits),
-      level: tuning.level ?? 6,
+      level: tuning.level ?? 1,
       memLevel: tuning.memLevel ?? 8,
     };
     if (!params.serverNoContextTakeover) return new StreamCompressor(options);
