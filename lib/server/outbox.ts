@@ -84,7 +84,15 @@ function place(frame: Uint8Array): number {
 
 function flushAll(): void {
   // Index loop: a flush may cork more (it never does today, but stay correct if it does).
-  for (let i = 0; i < dirty.length; i++) dirty[i].flush();
+  for (let i = 0; i < dirty.length; i++) {
+    try {
+      dirty[i].flush();
+    } catch (error) {
+      // A bug, but it must not leave the other outboxes unflushed and every later tick with
+      // no flush scheduled.
+      console.error("sluice: an outbox flush failed", error);
+    }
+  }
   dirty.length = 0;
   flushScheduled = false;
   // Every outbox that viewed the arena was dirty, and has flushed: it is free again, unless a

@@ -381,3 +381,28 @@ describe("Outbox.writeShared", () => {
     assert.equal(outbox.corked, 0);
   });
 });
+
+describe("Outbox flush failures", () => {
+  it("a transport that throws does not stop the other outboxes' flush, nor later ticks'", async () => {
+    const bad = setup();
+    bad.transport.write = () => {
+      throw new Error("broken transport");
+    };
+    const good = setup();
+    const errors: unknown[] = [];
+    const original = console.error;
+    console.error = (...args: unknown[]) => errors.push(args);
+    try {
+      bad.outbox.writeFrame(Opcode.Text, true, false, new TextEncoder().encode("a"), false);
+      good.outbox.writeFrame(Opcode.Text, true, false, new TextEncoder().encode("b"), false);
+      await microtasks();
+      assert.equal(good.transport.writes.length, 1, "flushed despite the failure before it");
+      assert.equal(errors.length, 1);
+      good.outbox.writeFrame(Opcode.Text, true, false, new TextEncoder().encode("c"), false);
+      await microtasks();
+      assert.equal(good.transport.writes.length, 2, "the next tick flushes too");
+    } finally {
+      console.error = original;
+    }
+  });
+});
