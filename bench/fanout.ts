@@ -46,28 +46,35 @@
  *
  * @module
  */
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
-import { availableParallelism } from "node:os";
+import { existsSync, writeFileSync } from "node:fs";
 import process from "node:process";
-import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { FanoutClient, sequencedFrames } from "./_fanout_client.ts";
+import {
+  canPin,
+  type Child,
+  command,
+  cpuSeconds,
+  keyValues,
+  leastDisturbed,
+  machineSeconds,
+  median,
+  option,
+  pinSelf,
+  quietOptions,
+  rss,
+  type Runtime,
+  type ServerName,
+  SERVERS,
+  sleep,
+  start,
+  startServer,
+  stopChild,
+} from "./_proc.ts";
 
-type Runtime = "deno" | "bun";
 type Load = "js" | "wsload";
 
-const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const SELF = fileURLToPath(import.meta.url);
-
-/** The servers, by the name `--servers` takes. */
-const SERVERS = {
-  "sluice-deno": { runtime: "deno", script: "bench/echo_server.ts" },
-  "sluice-bun": { runtime: "bun", script: "bench/echo_server.ts" },
-  "bun-serve": { runtime: "bun", script: "bench/anchors/bun_serve.ts" },
-  "deno-upgrade": { runtime: "deno", script: "bench/anchors/deno_upgrade.ts" },
-} as const satisfies Record<string, { runtime: Runtime; script: string }>;
-type ServerName = keyof typeof SERVERS;
 
 /** What a load does. */
 interface LoadSettings {
@@ -123,167 +130,6 @@ interface Run {
    * server's, the load's and this process's), in % of one core: noise that took from the run.
    */
   otherCpu: number;
-}
-
-// ---------------------------------------------------------------- helpers
-
-/**
- * A command-line option's value.
- *
- * @param name The option, without `--`.
- * @param fallback Its default.
- * @returns The value.
- */
-function option(name: string, fallback: string): string {
-  const at = process.argv.indexOf(`--${name}`);
-  return at !== -1 && at + 1 < process.argv.length ? process.argv[at + 1] : fallback;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-}
-
-/** CPU time of a process so far, in seconds (utime + stime from /proc/PID/stat). */
-function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  // Fields 14 and 15 of proc(5), counted after the command name; USER_HZ is 100 on Linux.
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
-
-/** Busy CPU time of the whole machine so far, in seconds: all but idle and iowait (/proc/stat). */
-function machineSeconds(): number {
-  const fields = readFileSync("/proc/stat", "utf8").split("\n")[0].trim().split(/\s+/).slice(1)
-    .map(Number);
-  let busy = 0;
-  for (let i = 0; i < fields.length; i++) {
-    // user nice system idle iowait irq softirq steal guest guest_nice; guest time is already
-    // counted in user and nice.
-    if (i !== 3 && i !== 4 && i < 8) busy += fields[i];
-  }
-  return busy / 100;
-}
-
-/**
- * Waits until the machine is quiet: under 10 % of one core busy over a second, at most `ms`.
- *
- * @param ms The longest wait.
- * @returns Whether it got quiet.
- */
-async function quiet(ms: number): Promise<boolean> {
-  const deadline = performance.now() + ms;
-  for (;;) {
-    const before = machineSeconds();
-    await sleep(1000);
-    if (machineSeconds() - before < 0.1) return true;
-    if (performance.now() >= deadline) return false;
-  }
-}
-
-/** VmRSS of a process in KiB, or 0 once it is gone. */
-function rss(pid: number): number {
-  try {
-    const status = readFileSync(`/proc/${pid}/status`, "utf8");
-    return Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? 0);
-  } catch {
-    return 0;
-  }
-}
-
-/** The runtime's executable: the one installed from npm, else the one on PATH. */
-function executable(runtime: Runtime): string {
-  const local = `${ROOT}node_modules/.bin/${runtime}`;
-  return existsSync(local) ? local : runtime;
-}
-
-function command(runtime: Runtime, script: string, args: string[]): string[] {
-  return runtime === "deno"
-    ? [executable("deno"), "run", "-A", script, ...args]
-    : [executable("bun"), script, ...args];
-}
-
-function canPin(): boolean {
-  return availableParallelism() >= 2 && spawnSync("taskset", ["-V"]).status === 0;
-}
-
-const children = new Set<ChildProcess>();
-// Whatever happens to this script, its children do not outlive it.
-process.on("exit", () => {
-  for (const child of children) child.kill("SIGKILL");
-});
-
-/** A child process whose stdout is read line by line. */
-interface Child {
-  process: ChildProcess;
-  /** Resolves on exit. */
-  exited: Promise<number | null>;
-  /** The next line that starts with `word`, or rejects after `ms` or when the child exits. */
-  line(word: string, ms: number): Promise<string>;
-}
-
-function start(label: string, argv: string[], core: number | undefined): Child {
-  const [file, ...args] = core === undefined ? argv : ["taskset", "-c", String(core), ...argv];
-  const child = spawn(file, args, {
-    cwd: ROOT,
-    stdio: ["pipe", "pipe", "inherit"],
-    env: { ...process.env, NO_COLOR: "1" },
-  });
-  children.add(child);
-  let code: number | null | undefined;
-  const exited = new Promise<number | null>((resolve) =>
-    child.once("exit", (c) => {
-      code = c;
-      children.delete(child);
-      resolve(c);
-    })
-  );
-  const lines: string[] = [];
-  const waiters: Array<() => void> = [];
-  createInterface({ input: child.stdout! }).on("line", (line) => {
-    lines.push(line);
-    for (const wake of waiters.splice(0)) wake();
-  });
-  exited.then(() => {
-    for (const wake of waiters.splice(0)) wake();
-  });
-  return {
-    process: child,
-    exited,
-    async line(word, ms) {
-      const deadline = performance.now() + ms;
-      for (;;) {
-        const at = lines.findIndex((l) => l.startsWith(`${word} `) || l === word);
-        if (at !== -1) return lines.splice(at, 1)[0];
-        for (const l of lines.splice(0)) console.log(`    [${label}] ${l}`);
-        if (code !== undefined) throw new Error(`exited (${code}) before "${word}"`);
-        const left = deadline - performance.now();
-        if (left <= 0) throw new Error(`no "${word}" in ${ms / 1000} s`);
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, left);
-          waiters.push(() => {
-            clearTimeout(timer);
-            resolve();
-          });
-        });
-      }
-    },
-  };
-}
-
-async function stopChild(child: Child): Promise<void> {
-  if (child.process.exitCode === null && child.process.signalCode === null) {
-    child.process.kill("SIGTERM");
-    const timer = setTimeout(() => child.process.kill("SIGKILL"), 3000);
-    await child.exited;
-    clearTimeout(timer);
-  }
-  child.process.stdin?.destroy();
 }
 
 // ---------------------------------------------------------------- the load (--client)
@@ -455,12 +301,7 @@ function loadSettings(): LoadSettings {
 
 /** Parses wsload's `key=value` result line. */
 function wsloadResult(line: string): LoadResult {
-  const field = new Map(
-    line.split(" ").filter((f) => f.includes("=")).map((f) => {
-      const at = f.indexOf("=");
-      return [f.slice(0, at), f.slice(at + 1)] as const;
-    }),
-  );
+  const field = keyValues(line);
   const number = (key: string) => Number(field.get(key) ?? NaN);
   const result: LoadResult = {
     deliveries: number("msgs_per_s"),
@@ -488,12 +329,7 @@ async function measure(
   wsload: string,
   clientRuntime: Runtime,
 ): Promise<{ result: LoadResult; peakRss: number; startRss: number; otherCpu: number }> {
-  const { runtime, script } = SERVERS[name];
-  const server = start(
-    name,
-    command(runtime, script, ["--port", "0", "--hostname", "127.0.0.1", "--stdin-lifeline"]),
-    pin ? 0 : undefined,
-  );
+  const server = startServer(name, pin ? 0 : undefined);
   let loader: Child | undefined;
   let sampler: ReturnType<typeof setInterval> | undefined;
   try {
@@ -728,11 +564,9 @@ async function main(): Promise<void> {
   const loads: Load[] = wsload === "" ? ["js"] : ["js", "wsload"];
   const clientRuntime = option("client-runtime", "Bun" in globalThis ? "bun" : "deno") as Runtime;
   const json = option("json", "");
-  const waitQuiet = Number(option("wait-quiet", "0"));
-  const maxOthers = Number(option("max-others", "Infinity"));
-  const retries = Number(option("retries", "2"));
+  const quietly = quietOptions();
   const pin = canPin();
-  if (pin) spawnSync("taskset", ["-a", "-p", "-c", "1", String(process.pid)]);
+  if (pin) pinSelf(1);
   console.log(
     `fan-out: ${s.subscribers} subscribers, ${s.size}-byte binary messages, window ${s.window}, ` +
       `warm-up ${s.warmup} s, ${s.seconds} s measured, ${rounds} round(s); load: ` +
@@ -744,22 +578,13 @@ async function main(): Promise<void> {
     console.log(`\nround ${round}`);
     for (const server of servers) {
       for (const load of loads) {
-        let run: Run | undefined;
-        for (let attempt = 1; attempt <= retries + 1; attempt++) {
-          if (waitQuiet > 0 && !await quiet(waitQuiet * 1000)) {
-            console.log(`  (the machine is still busy after ${waitQuiet} s: running anyway)`);
-          }
-          const next = await measureOnce(round, server, load, s, pin, wsload, clientRuntime);
-          // Of a run and its repeats, the one others disturbed least counts.
-          if (run === undefined || next.otherCpu < run.otherCpu) run = next;
-          if (!(next.otherCpu > maxOthers) || attempt > retries) break;
-          console.log(
-            `  ${server.padEnd(13)} ${load.padEnd(7)} others used ${percent(next.otherCpu)} ` +
-              `of a core meanwhile: again (repeat ${attempt} of ${retries})`,
-          );
-        }
-        runs.push(run!);
-        console.log(describe(run!));
+        const run = await leastDisturbed(
+          () => measureOnce(round, server, load, s, pin, wsload, clientRuntime),
+          `${server.padEnd(13)} ${load.padEnd(7)}`,
+          quietly,
+        );
+        runs.push(run);
+        console.log(describe(run));
       }
     }
   }
