@@ -22,7 +22,7 @@ import { delay, option, stopOnSignal } from "../_server_cli.ts";
 // bun-types.
 interface BunSocket {
   data: { publisher: boolean };
-  send(message: string | Uint8Array): number;
+  send(message: string | Uint8Array, compress?: boolean): number;
   subscribe(topic: string): void;
 }
 
@@ -54,6 +54,9 @@ if (bun === undefined) {
 }
 
 const TOPIC = "all";
+// Bun compresses a message only when `send` is asked to (its `compress` defaults to false):
+// with --deflate every echo is offered for compression, as sluice and ws do with theirs.
+const deflate = process.argv.includes("--deflate");
 
 const server = bun.serve({
   hostname: option("hostname", "127.0.0.1"),
@@ -68,13 +71,13 @@ const server = bun.serve({
     // Seconds; 0 turns it off. With sendPings off nothing is sent unasked.
     idleTimeout: 0,
     sendPings: false,
-    perMessageDeflate: process.argv.includes("--deflate"),
+    perMessageDeflate: deflate,
     open(ws) {
       if (!ws.data.publisher) ws.subscribe(TOPIC);
     },
     message(ws, message) {
       if (ws.data.publisher) server.publish(TOPIC, message);
-      else ws.send(message);
+      else ws.send(message, deflate);
     },
   },
 });
