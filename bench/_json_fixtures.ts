@@ -164,11 +164,13 @@ const encoder = new TextEncoder();
 
 /**
  * One message of `kind`, as UTF-8 JSON bytes: the largest valid JSON of its shape at or under
- * the kind's target size (whole items are added while they fit; chat and api are single objects,
+ * the target size (whole items are added while they fit; chat and api are single objects,
  * their size set by the seed's strings).
  *
  * @param kind The kind of message.
  * @param seed The seed: different seeds give different messages of the same shape.
+ * @param target The size to fill up to, in bytes; for `list` and `document`, whose length
+ *   grows item by item (chat ignores it; api pads its recent activity up to it).
  * @returns The message bytes.
  *
  * @example
@@ -178,9 +180,8 @@ const encoder = new TextEncoder();
  * console.log(bytes.length); // about 1024
  * ```
  */
-export function jsonMessage(kind: Kind, seed: number): Uint8Array {
+export function jsonMessage(kind: Kind, seed: number, target: number = KINDS[kind]): Uint8Array {
   const rand = prng(seed * 7919 + 17);
-  const target = KINDS[kind];
   switch (kind) {
     case "chat":
       return encoder.encode(JSON.stringify(chat(rand)));
