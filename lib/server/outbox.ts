@@ -18,8 +18,10 @@ export const ZERO_COPY_THRESHOLD = 16 * 1024;
 // that needs more moves up to a large buffer.
 const SMALL = 4 * 1024;
 const MEDIUM = 16 * 1024;
-// Room for a 64 KiB payload and its header.
-const LARGE = 64 * 1024 + 16;
+// Room for a 64 KiB payload, its header, and the padding that aligns it (see writeFrame).
+const LARGE = 64 * 1024 + 32;
+/** Payloads from this size on are copied to an offset aligned like their source. */
+const ALIGN_FROM = 4 * 1024;
 const smallPool: Uint8Array[] = [];
 const mediumPool: Uint8Array[] = [];
 const largePool: Uint8Array[] = [];
@@ -197,7 +199,14 @@ export class Outbox {
       this.#segments!.push(payload);
       partial.push(false);
     } else {
-      this.#reserve(header + length);
+      // Bun copies 4 KiB or more about 15× slower between some offsets than others (64 KiB
+      // from offset 0 to offset 10: 19 µs; to offset 16: 1.2 µs): a large payload that opens a
+      // buffer is placed where its copy is fast, the bytes before it unsent.
+      const pad = length >= ALIGN_FROM && this.#buffer === undefined
+        ? (payload.byteOffset - header) & 15
+        : 0;
+      this.#reserve(pad + header + length);
+      if (pad !== 0) this.#start = this.#end = pad;
       const buffer = this.#buffer!;
       const start = writeHeader(buffer, this.#end, opcode, length, fin, rsv1);
       buffer.set(payload, start);

@@ -275,6 +275,20 @@ describe("Outbox.writeShared", () => {
     assert.equal(toHex(transport.writes[0].bytes), toHex(frameOf(Opcode.Binary, payload)));
   });
 
+  it("large copied payloads at any offset in their buffer come out whole and in order", async () => {
+    const { outbox, transport } = setup(false);
+    const backing = pattern(40 * 1024, 14);
+    const first = backing.subarray(3, 3 + 8 * 1024);
+    const second = backing.subarray(8 * 1024 + 5, 8 * 1024 + 5 + 20 * 1024);
+    outbox.writeFrame(Opcode.Binary, true, false, first, false);
+    outbox.writeFrame(Opcode.Text, true, false, second, false);
+    await microtasks();
+    assert.equal(
+      toHex(transport.all),
+      toHex(concat(frameOf(Opcode.Binary, first), frameOf(Opcode.Text, second))),
+    );
+  });
+
   it("an owned payload over 64 KiB (a transport that writes in the call): by reference, after its header", async () => {
     const { outbox, transport } = setup(false);
     const payload = pattern(64 * 1024 + 100, 13);
