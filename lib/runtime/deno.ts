@@ -303,9 +303,10 @@ class DenoTransport implements Transport {
     try {
       while (queue.length !== 0 && !this.#closed) {
         let data = this.#take();
-        while (data.length !== 0) {
+        for (;;) {
           const n = await this.#conn.write(data);
           this.#buffered -= n;
+          if (n === data.length) break;
           data = data.subarray(n);
         }
         const stage = this.#inFlightStage;
