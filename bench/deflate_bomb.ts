@@ -26,17 +26,15 @@ import {
   clientFrame,
   compressMessage,
   type DeflateMode,
-  median,
   memory,
   OFFER,
-  option,
   RawClient,
   resetPeak,
   type Runtime,
   settledMemory,
-  sleep,
   startServer,
 } from "./deflate_memory.ts";
+import { median, option, sleep } from "./_proc.ts";
 
 const INFLATED = 1024 * 1024 * 1024; // 1 GiB of zeros
 const CHUNK = 1024 * 1024;

@@ -27,13 +27,14 @@
 import { Buffer } from "node:buffer";
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import process from "node:process";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { constants, deflateRawSync, inflateRawSync } from "node:zlib";
 import { jsonMessage } from "./_json_fixtures.ts";
+import { executable, median, option, ROOT, sleep } from "./_proc.ts";
 
 const DEFLATE_TAIL = new Uint8Array([0x00, 0x00, 0xff, 0xff]);
 
@@ -42,14 +43,7 @@ export type Runtime = "deno" | "bun";
 /** The server's permessage-deflate setting. */
 export type DeflateMode = "off" | "shared" | "dedicated";
 
-const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const SERVER = fileURLToPath(new URL("./deflate_memory_server.ts", import.meta.url));
-
-/** The runtime's executable: the one installed from npm, else the one on PATH. */
-function executable(runtime: Runtime): string {
-  const local = `${ROOT}node_modules/.bin/${runtime}`;
-  return existsSync(local) ? local : runtime;
-}
 
 const children = new Set<ChildProcess>();
 // Whatever happens to this script, its servers do not outlive it.
@@ -184,15 +178,6 @@ export async function settledMemory(server: ServerChild): Promise<Memory> {
   await sleep(300);
   await server.command("gc");
   return memory(server.pid);
-}
-
-/**
- * Waits.
- *
- * @param ms Milliseconds.
- */
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** A frame from the server. */
@@ -489,30 +474,6 @@ async function measure(runtime: Runtime, mode: DeflateMode, n: number): Promise<
     for (const client of clients) client?.destroy();
     await server.stop();
   }
-}
-
-/**
- * The median of some numbers.
- *
- * @param values At least one number.
- * @returns The median.
- */
-export function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-}
-
-/**
- * A command-line option's value.
- *
- * @param name The option, without `--`.
- * @param fallback Its default.
- * @returns The value.
- */
-export function option(name: string, fallback: string): string {
-  const at = process.argv.indexOf(`--${name}`);
-  return at !== -1 && at + 1 < process.argv.length ? process.argv[at + 1] : fallback;
 }
 
 async function main(): Promise<void> {

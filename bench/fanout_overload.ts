@@ -56,20 +56,18 @@
  * @module
  */
 import { Buffer } from "node:buffer";
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
-import { availableParallelism } from "node:os";
+import { type ChildProcess, spawn } from "node:child_process";
 import process from "node:process";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { FanoutClient, maskedFrame } from "./_fanout_client.ts";
-import { memory, option, resetPeak, sleep } from "./deflate_memory.ts";
+import { memory, resetPeak } from "./deflate_memory.ts";
+import { canPin, cpuSeconds, executable, option, pinSelf, ROOT, sleep } from "./_proc.ts";
 import type { Stats } from "./_overload_stats.ts";
 
 type Runtime = "deno" | "bun";
 type Scenario = "paused" | "resume";
 
-const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const SERVER = fileURLToPath(new URL("./fanout_overload_server.ts", import.meta.url));
 const FLOOR = fileURLToPath(new URL("./fanout_overload_floor.ts", import.meta.url));
 const MiB = 1024 * 1024;
@@ -135,24 +133,6 @@ const children = new Set<ChildProcess>();
 process.on("exit", () => {
   for (const child of children) child.kill("SIGKILL");
 });
-
-function hasTaskset(): boolean {
-  return availableParallelism() >= 2 && spawnSync("taskset", ["-V"]).status === 0;
-}
-
-/** The runtime's executable: the one installed from npm, else the one on PATH. */
-function executable(runtime: Runtime): string {
-  const local = `${ROOT}node_modules/.bin/${runtime}`;
-  return existsSync(local) ? local : runtime;
-}
-
-/** CPU time of a process so far, in seconds (utime + stime from /proc/PID/stat). */
-function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  // Fields 14 and 15 of stat(5), counted after the command name; USER_HZ is 100 on Linux.
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
 
 /** A running server child. */
 interface ServerChild {
@@ -464,8 +444,8 @@ async function main(): Promise<void> {
     allowance: Number(option("allowance", "16")),
   };
   const withFloor = !process.argv.includes("--no-floor");
-  const pin = hasTaskset();
-  if (pin) spawnSync("taskset", ["-a", "-p", "-c", "1", String(process.pid)]);
+  const pin = canPin();
+  if (pin) pinSelf(1);
   const client = "Bun" in globalThis ? "bun" : "deno";
   console.log(
     `${base.subscribers} subscribers (${base.slow} stop reading), ${base.size}-byte messages at ` +
