@@ -27,8 +27,12 @@ export { Opcode } from "./lib/protocol/opcode.ts";
 export type {
   HttpRequestInfo,
   PerMessageDeflateOptions,
+  ServeBaseOptions,
   ServeOptions,
   UpgradeAccept,
+  UpgradeHeaders,
+  UpgradeHook,
+  UpgradeOption,
   UpgradeResult,
 } from "./lib/server/options.ts";
 export type { OriginRule } from "./lib/server/origin.ts";
@@ -53,7 +57,7 @@ export { UpgradeRequest } from "./lib/server/upgrade_request.ts";
  * const server = serve<{ user: string }>({
  *   port: 0,
  *   upgrade(request) {
- *     const user = request.url.searchParams.get("user");
+ *     const user = request.searchParams.get("user");
  *     if (user === null) return new Response("Who are you?", { status: 401 });
  *     return { data: { user } };
  *   },
@@ -70,6 +74,6 @@ export { UpgradeRequest } from "./lib/server/upgrade_request.ts";
  * await server.shutdown();
  * ```
  */
-export function serve<T = undefined>(options: ServeOptions<T> = {}): Server<T> {
+export function serve<T = undefined>(options: ServeOptions<T> = {} as ServeOptions<T>): Server<T> {
   return new Server(options, runtimeListen());
 }

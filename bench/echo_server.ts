@@ -41,7 +41,7 @@ const server = serve<Peer>({
   heartbeat: false,
   idleTimeout: 0,
   upgrade(request) {
-    return { data: { publisher: request.url.pathname === "/pub" } };
+    return { data: { publisher: request.pathname === "/pub" } };
   },
   open(ws) {
     if (!ws.data.publisher) ws.subscribe(TOPIC);

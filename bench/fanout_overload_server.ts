@@ -92,8 +92,8 @@ const server = serve<Peer>({
   heartbeat: false,
   idleTimeout: 0,
   upgrade(request) {
-    const publisher = request.url.pathname === "/pub";
-    return { data: { publisher, slow: !publisher && request.url.searchParams.has("slow") } };
+    const publisher = request.pathname === "/pub";
+    return { data: { publisher, slow: !publisher && request.searchParams.has("slow") } };
   },
   open(ws) {
     if (ws.data.publisher) return;

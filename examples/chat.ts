@@ -214,7 +214,7 @@ export function startChat(options: ChatOptions = {}): Server<ChatUser> {
 function tokenOf(request: UpgradeRequest): string | undefined {
   const authorization = request.headers.get("authorization");
   if (authorization !== null) return BEARER.exec(authorization)?.[1];
-  return request.url.searchParams.get("token") || undefined;
+  return request.searchParams.get("token") || undefined;
 }
 
 /** Rooms live in their own topic namespace, so other topics added later cannot collide. */

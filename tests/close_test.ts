@@ -160,7 +160,7 @@ test("close: a handler's error gives that client 1011; another client keeps work
   const closes = new Queue<[string, number]>();
   await withServer<string>({
     upgrade(request) {
-      return { data: request.url.searchParams.get("name") ?? "?" };
+      return { data: request.searchParams.get("name") ?? "?" };
     },
     message(ws, data) {
       if (data === "boom") throw boom;

@@ -13,7 +13,7 @@ test("shutdown: clients get the last messages, then Close 1001; their answers en
   const closes = new Queue<[string, number]>();
   await withServer<string>({
     upgrade(request) {
-      return { data: request.url.pathname };
+      return { data: request.pathname };
     },
     open(ws) {
       sockets.push(ws);

@@ -201,7 +201,7 @@ test("stats: refusals are counted by status", async () => {
     heartbeat: false,
     origins: ["https://app.example.com"],
     upgrade(request) {
-      if (request.url.pathname === "/private") return new Response("no", { status: 401 });
+      if (request.pathname === "/private") return new Response("no", { status: 401 });
     },
   }, async (harness) => {
     const { server } = harness;

@@ -339,7 +339,25 @@ test("tls: serve with a cert that is not PEM throws and leaves nothing running",
     cert: "not a certificate",
     key: testCertificate().key,
   });
-  // The runtime's TLS library rejects it; the error is the runtime's own.
-  assert.notEqual(result.error, undefined, "serve accepted a certificate that is not PEM");
+  assert.deepEqual(result.error, {
+    isTypeError: true,
+    message: 'Cannot serve: cert must be PEM text ("-----BEGIN ..."), got "not a certificate"',
+  });
+  assert.ok(result.exited, `${LEFT_RUNNING}; stderr: ${result.stderr}`);
+});
+
+test("tls: serve with a key that does not match the certificate throws and leaves nothing running", async () => {
+  const result = await serveInChild({
+    hostname: "127.0.0.1",
+    port: 0,
+    cert: testCertificate().cert,
+    key: generateCertificate().key,
+  });
+  // The runtime's TLS library refuses the pair; the error names the address and wraps it.
+  assert.equal(result.error?.isTypeError, false);
+  assert.match(
+    result.error?.message ?? "",
+    /^Cannot serve on 127\.0\.0\.1:0: the TLS certificate or key was refused \(.+\)$/,
+  );
   assert.ok(result.exited, `${LEFT_RUNNING}; stderr: ${result.stderr}`);
 });

@@ -42,7 +42,7 @@ class World {
   options(extra: Partial<ServeOptions<Data>> = {}): ServeOptions<Data> {
     return {
       upgrade(request) {
-        const params = request.url.searchParams;
+        const params = request.searchParams;
         const topics = params.get("topics");
         return {
           data: {

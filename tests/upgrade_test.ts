@@ -16,7 +16,7 @@ test("upgrade: a sync hook accepts with data seen in open and message", async ()
   const opened = new Queue<User>();
   await withServer<User>({
     upgrade(request) {
-      return { data: { user: request.url.searchParams.get("user") ?? "?" } };
+      return { data: { user: request.searchParams.get("user") ?? "?" } };
     },
     open(ws) {
       opened.push(ws.data);

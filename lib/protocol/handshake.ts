@@ -908,11 +908,84 @@ export interface AcceptResponseOptions {
    */
   extensions?: string;
   /**
-   * More headers to send, in order.
+   * More headers to send, in order: a `Headers`, `[name, value]` pairs or a record, as `fetch`
+   * takes them. None may be one the handshake sets itself ({@linkcode HANDSHAKE_HEADERS}).
    *
    * @default {undefined}
    */
-  headers?: Array<[string, string]> | Record<string, string>;
+  headers?: Headers | Array<[string, string]> | Record<string, string>;
+}
+
+/**
+ * Headers a 101 response gets from the handshake alone, lower-cased: extra headers may not set
+ * them. RFC 6455 §4.2.2 fixes `Upgrade`, `Connection` and `Sec-WebSocket-Accept`; the
+ * subprotocol and extensions come from negotiation (a second value would be a different
+ * answer); and a 101 has no body to frame (RFC 9110 §8.6, RFC 9112 §6.1).
+ */
+export const HANDSHAKE_HEADERS: ReadonlySet<string> = new Set([
+  "upgrade",
+  "connection",
+  "sec-websocket-accept",
+  "sec-websocket-protocol",
+  "sec-websocket-extensions",
+  "content-length",
+  "transfer-encoding",
+]);
+
+/**
+ * The `[name, value]` pairs of headers given the ways `fetch` takes them: a `Headers`, an array
+ * of pairs, or a record of names to values.
+ *
+ * @param init The headers.
+ * @returns The pairs, in order (a `Headers` gives them lower-cased and sorted).
+ * @throws {TypeError} For anything else (a string, a `Map`, a pair that is not two strings).
+ *
+ * @example
+ * ```ts
+ * import { headerPairs } from "./handshake.ts";
+ * console.log(headerPairs({ "X-Id": "1" })); // [ [ "X-Id", "1" ] ]
+ * console.log(headerPairs(new Headers({ "X-Id": "1" }))); // [ [ "x-id", "1" ] ]
+ * ```
+ */
+export function headerPairs(
+  init: Headers | Array<[string, string]> | Record<string, string>,
+): Array<[string, string]> {
+  if (init instanceof Headers) return [...init];
+  const expected = "a Headers, an array of [name, value] pairs or a record of strings";
+  if (Array.isArray(init)) {
+    for (let i = 0; i < init.length; i++) {
+      const pair: unknown = init[i];
+      if (
+        !Array.isArray(pair) || pair.length !== 2 || typeof pair[0] !== "string" ||
+        typeof pair[1] !== "string"
+      ) {
+        throw new TypeError(
+          `Cannot write the response: headers must be ${expected}; item ${i} is not a pair of strings`,
+        );
+      }
+    }
+    return init;
+  }
+  const prototype = typeof init === "object" && init !== null
+    ? Object.getPrototypeOf(init)
+    : undefined;
+  if (prototype !== Object.prototype && prototype !== null) {
+    const kind = typeof init === "string"
+      ? `the string ${JSON.stringify((init as string).slice(0, 40))}`
+      : typeof init === "object" && init !== null
+      ? `a ${(init as object).constructor?.name || "object"}`
+      : String(init);
+    throw new TypeError(`Cannot write the response: headers must be ${expected}, got ${kind}`);
+  }
+  const pairs = Object.entries(init);
+  for (const [name, value] of pairs) {
+    if (typeof value !== "string") {
+      throw new TypeError(
+        `Cannot write the response: headers must be ${expected}; the value of "${name}" is a ${typeof value}`,
+      );
+    }
+  }
+  return pairs;
 }
 
 function checkName(name: string): void {
@@ -939,9 +1012,8 @@ function checkValue(name: string, value: string): void {
 }
 
 /** `name: value\r\n` for each extra header, checked. */
-function extraHeaders(headers: Array<[string, string]> | Record<string, string>): string {
+function extraHeaders(list: Array<[string, string]>): string {
   let text = "";
-  const list = Array.isArray(headers) ? headers : Object.entries(headers);
   for (let i = 0; i < list.length; i++) {
     const [name, value] = list[i];
     checkName(name);
@@ -963,8 +1035,9 @@ function writeLatin1(text: string, out: Uint8Array, offset: number): number {
  * @param key The Sec-WebSocket-Key the client sent.
  * @param options The subprotocol, extensions and extra headers to send.
  * @returns The response head, ending with an empty line.
- * @throws {TypeError} If an extra header name is not a token, or a value holds CR, LF, NUL or a
- * character above U+00FF.
+ * @throws {TypeError} If the extra headers are not headers, set one of
+ * {@linkcode HANDSHAKE_HEADERS}, or have a name that is not a token or a value that holds CR, LF,
+ * NUL or a character above U+00FF.
  *
  * @example
  * ```ts
@@ -986,7 +1059,21 @@ export function acceptResponse(key: string, options?: AcceptResponseOptions): Ui
       checkValue("Sec-WebSocket-Extensions", extensions);
       text += `Sec-WebSocket-Extensions: ${extensions}\r\n`;
     }
-    if (headers !== undefined) text += extraHeaders(headers);
+    if (headers !== undefined) {
+      const pairs = headerPairs(headers);
+      for (const [name] of pairs) {
+        if (HANDSHAKE_HEADERS.has(name.toLowerCase())) {
+          throw new TypeError(
+            `Cannot write the response: the handshake sets ${name} itself${
+              name.toLowerCase() === "sec-websocket-protocol"
+                ? " (to choose a subprotocol, accept with { protocol })"
+                : ""
+            }`,
+          );
+        }
+      }
+      text += extraHeaders(pairs);
+    }
   }
   text += "\r\n";
   const out = new Uint8Array(text.length);

@@ -4,7 +4,9 @@ import fc from "fast-check";
 import {
   acceptKey,
   acceptResponse,
+  HANDSHAKE_HEADERS,
   type HandshakeRefusal,
+  headerPairs,
   httpResponse,
   isRefusal,
   refusalResponse,
@@ -720,6 +722,82 @@ describe("responses", () => {
     assert.throws(() => acceptResponse(key, { protocol: "a\r\nb" }), TypeError);
     assert.throws(() => acceptResponse(key, { extensions: "a\nb" }), TypeError);
     assert.throws(() => acceptResponse(key, { headers: { "X\r\n": "a" } }), TypeError);
+  });
+
+  it("takes extra headers as a Headers too (lower-cased, sorted, as Headers keeps them)", () => {
+    const key = "dGhlIHNhbXBsZSBub25jZQ==";
+    const text = latin1(acceptResponse(key, { headers: new Headers({ "X-B": "2", "X-A": "1" }) }));
+    assert.ok(
+      text.endsWith(
+        "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nx-a: 1\r\nx-b: 2\r\n\r\n",
+      ),
+    );
+  });
+
+  it("refuses extra headers that set what the handshake sets, in any case and any form", () => {
+    const key = "dGhlIHNhbXBsZSBub25jZQ==";
+    const names = [
+      "Upgrade",
+      "Connection",
+      "Sec-WebSocket-Accept",
+      "SEC-WEBSOCKET-PROTOCOL",
+      "sec-websocket-extensions",
+      "Content-Length",
+      "Transfer-Encoding",
+    ];
+    assert.deepEqual([...HANDSHAKE_HEADERS].sort(), names.map((name) => name.toLowerCase()).sort());
+    for (const name of names) {
+      const hint = name.toLowerCase() === "sec-websocket-protocol"
+        ? " (to choose a subprotocol, accept with { protocol })"
+        : "";
+      for (
+        const headers of [{ [name]: "x" }, [["X-Ok", "1"], [name, "x"]] as Array<[string, string]>]
+      ) {
+        assert.throws(() => acceptResponse(key, { headers }), {
+          name: "TypeError",
+          message: `Cannot write the response: the handshake sets ${name} itself${hint}`,
+        });
+      }
+      assert.throws(() => acceptResponse(key, { headers: new Headers({ [name]: "x" }) }), {
+        name: "TypeError",
+        message:
+          `Cannot write the response: the handshake sets ${name.toLowerCase()} itself${hint}`,
+      });
+    }
+  });
+
+  it("headerPairs: pairs from each form of headers; a TypeError for anything else", () => {
+    assert.deepEqual(headerPairs([["X-A", "1"], ["X-A", "2"]]), [["X-A", "1"], ["X-A", "2"]]);
+    assert.deepEqual(headerPairs({ "X-A": "1", "X-B": "2" }), [["X-A", "1"], ["X-B", "2"]]);
+    assert.deepEqual(headerPairs(Object.assign(Object.create(null), { "X-A": "1" })), [[
+      "X-A",
+      "1",
+    ]]);
+    assert.deepEqual(headerPairs(new Headers([["X-B", "2"], ["X-A", "1"]])), [["x-a", "1"], [
+      "x-b",
+      "2",
+    ]]);
+    const expected =
+      "Cannot write the response: headers must be a Headers, an array of [name, value] " +
+      "pairs or a record of strings";
+    for (
+      const [init, why] of [
+        ["X-A: 1", ', got the string "X-A: 1"'],
+        [42, ", got 42"],
+        [null, ", got null"],
+        [new Map(), ", got a Map"],
+        [[["X-A"]], "; item 0 is not a pair of strings"],
+        [[["X-A", "1", "2"]], "; item 0 is not a pair of strings"],
+        [["X-A", "1"], "; item 0 is not a pair of strings"],
+        [[["X-A", 1]], "; item 0 is not a pair of strings"],
+        [{ "X-A": 1 }, '; the value of "X-A" is a number'],
+      ] as Array<[unknown, string]>
+    ) {
+      assert.throws(() => headerPairs(init as Record<string, string>), {
+        name: "TypeError",
+        message: expected + why,
+      });
+    }
   });
 
   it("writes a refusal with headers and a UTF-8 body", () => {

@@ -8,6 +8,7 @@
  * @module
  */
 import type { Listen, Transport, TransportHandler } from "../server/transport.ts";
+import { listenError } from "./_listen_error.ts";
 
 // The few parts of Bun's API this adapter uses, typed here so the package type-checks under
 // Deno without Bun's global types.
@@ -50,12 +51,43 @@ interface BunApi {
 /** Binds a Bun listener. */
 export const listen: Listen = (options, accept) => {
   const bun = (globalThis as unknown as { Bun: BunApi }).Bun;
-  const listener = bun.listen({
-    hostname: options.hostname,
-    port: options.port,
-    tls: options.cert !== undefined && options.key !== undefined
-      ? { cert: options.cert, key: options.key }
-      : undefined,
+  const tls = options.cert !== undefined && options.key !== undefined
+    ? { cert: options.cert, key: options.key }
+    : undefined;
+  let listener: BunListener;
+  try {
+    listener = bunListen(bun, options.hostname, options.port, tls, accept);
+  } catch (error) {
+    // Errors of Bun's TLS library carry ERR_OSSL_… codes (NO_START_LINE, KEY_VALUES_MISMATCH).
+    const code = (error as { code?: unknown } | null)?.code;
+    throw listenError(
+      options,
+      error,
+      tls !== undefined && typeof code === "string" && code.startsWith("ERR_OSSL")
+        ? `the TLS certificate or key was refused (${(error as Error).message})`
+        : undefined,
+    );
+  }
+  return {
+    hostname: listener.hostname,
+    port: listener.port,
+    close() {
+      listener.stop(false);
+    },
+  };
+};
+
+function bunListen(
+  bun: BunApi,
+  hostname: string,
+  port: number,
+  tls: { cert: string; key: string } | undefined,
+  accept: Parameters<Listen>[1],
+): BunListener {
+  return bun.listen({
+    hostname,
+    port,
+    tls,
     // We decide when to close after the peer's FIN: a Close frame may still have to go out.
     allowHalfOpen: true,
     socket: {
@@ -85,14 +117,7 @@ export const listen: Listen = (options, accept) => {
       },
     },
   });
-  return {
-    hostname: listener.hostname,
-    port: listener.port,
-    close() {
-      listener.stop(false);
-    },
-  };
-};
+}
 
 class BunTransport implements Transport {
   readonly remoteAddress: string;

@@ -9,6 +9,7 @@
  * @module
  */
 import type { Listen, Listener, Transport, TransportHandler } from "../server/transport.ts";
+import { listenError } from "./_listen_error.ts";
 
 const MIN_READ = 1024;
 const MAX_READ = 256 * 1024;
@@ -108,14 +109,16 @@ function trimPools(): void {
 
 /** Binds a Deno listener. */
 export const listen: Listen = (options, accept) => {
-  const listener = options.cert !== undefined && options.key !== undefined
-    ? Deno.listenTls({
-      hostname: options.hostname,
-      port: options.port,
-      cert: options.cert,
-      key: options.key,
-    })
-    : Deno.listen({ hostname: options.hostname, port: options.port });
+  const { cert, key } = options;
+  const tls = cert !== undefined && key !== undefined;
+  let listener: Deno.Listener;
+  try {
+    listener = tls
+      ? Deno.listenTls({ hostname: options.hostname, port: options.port, cert, key })
+      : Deno.listen({ hostname: options.hostname, port: options.port });
+  } catch (error) {
+    throw listenError(options, error, denoReason(error, tls));
+  }
   let closed = false;
   (async () => {
     while (!closed) {
@@ -148,6 +151,21 @@ export const listen: Listen = (options, accept) => {
   };
   return result;
 };
+
+/** What was wrong, for the errors of `Deno.listen` that carry no socket error code. */
+function denoReason(error: unknown, tls: boolean): string | undefined {
+  if (error instanceof Deno.errors.NotCapable) {
+    return "network access is not allowed (run Deno with --allow-net)";
+  }
+  // Deno's TLS errors: "No certificates found in certificate data", "keys may not be consistent: …",
+  // "invalid peer certificate: …".
+  const message = error instanceof Error ? error.message : String(error);
+  if (tls && (error instanceof Deno.errors.InvalidData || /certificate|key/i.test(message))) {
+    return `the TLS certificate or key was refused (${message})`;
+  }
+  if (/failed to lookup address/i.test(message)) return "the host name could not be resolved";
+  return undefined;
+}
 
 class DenoTransport implements Transport {
   readonly remoteAddress: string;

@@ -15,6 +15,7 @@ import { parseExtensions } from "../protocol/extensions/extension_header.ts";
 import { PerMessageDeflate } from "../protocol/extensions/permessage_deflate.ts";
 import {
   acceptResponse,
+  type AcceptResponseOptions,
   type HandshakeRefusal,
   httpResponse,
   isRefusal,
@@ -28,7 +29,12 @@ import { encodeFrame } from "../protocol/frame_writer.ts";
 import type { PreparedMessage } from "../protocol/prepared_message.ts";
 import { CLOSED, OPEN, Protocol } from "../protocol/protocol.ts";
 import { clientAddress } from "./forwarded.ts";
-import type { UpgradeAccept, UpgradeResult } from "./options.ts";
+import {
+  checkFetchResult,
+  checkUpgradeResult,
+  isThenable,
+  type UpgradeDecision,
+} from "./_hook_result.ts";
 import { Outbox, type OutboxOwner } from "./outbox.ts";
 import type { ResolvedOptions, ServerCore } from "./server_core.ts";
 import { RateLimiter } from "./rate_limit.ts";
@@ -660,18 +666,19 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
       address: this.#address,
       port: this.transport.remotePort,
       peerAddress: this.transport.remoteAddress,
+      secure: options.cert !== undefined,
     });
-    let result: UpgradeResult<T> | Promise<UpgradeResult<T>>;
+    let result: unknown;
     try {
       result = hook(request);
     } catch (error) {
       this.#hookFailed(error);
       return;
     }
-    if (result instanceof Promise) {
+    if (isThenable(result)) {
       // Keep reading while the hook runs, so a client that leaves is noticed (and costs
       // nothing); bytes it sends early wait in #pending, up to PENDING_LIMIT.
-      result.then(
+      Promise.resolve(result).then(
         (value) => {
           if (this.#gone) return; // The client left meanwhile: nothing to do, nothing to raise.
           this.#decide(info, value);
@@ -686,15 +693,23 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
     this.#decide(info, result);
   }
 
-  #decide(info: UpgradeRequestInfo, result: UpgradeResult<T>): void {
-    if (result instanceof Response) {
-      this.#refuseWith(result);
+  /** Acts on what the upgrade hook returned; anything unusable refuses with 500. */
+  #decide(info: UpgradeRequestInfo, result: unknown): void {
+    let decision: UpgradeDecision;
+    try {
+      decision = checkUpgradeResult(result);
+    } catch (error) {
+      this.#hookFailed(error);
       return;
     }
-    this.#accept(info, result ?? undefined);
+    if (decision instanceof Response) {
+      this.#refuseWith(decision);
+      return;
+    }
+    this.#accept(info, decision);
   }
 
-  #accept(info: UpgradeRequestInfo, accept: UpgradeAccept<T> | undefined): void {
+  #accept(info: UpgradeRequestInfo, accept: Exclude<UpgradeDecision, Response>): void {
     let protocol = accept?.protocol;
     if (protocol !== undefined) {
       // Never answer with a subprotocol the client did not offer (RFC 6455 §4.2.2).
@@ -716,7 +731,8 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
       response = acceptResponse(info.key, {
         protocol,
         extensions: this.#deflate?.response,
-        headers: accept?.headers,
+        // Checked by acceptResponse: a TypeError for anything but headers.
+        headers: accept?.headers as AcceptResponseOptions["headers"],
       });
     } catch (error) {
       this.#hookFailed(error);
@@ -832,7 +848,7 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
 
   async #answerHttp(head: RequestHead, chunks: Uint8Array[], length: number): Promise<void> {
     const options = this.#options;
-    let response: Response | undefined | void;
+    let response: Response | undefined;
     let url: URL;
     try {
       const host = head.headers.find(([name]) => name === "host")![1];
@@ -859,10 +875,12 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
         const body = head.method === "GET" || head.method === "HEAD"
           ? undefined
           : concatBytes(chunks, length) as Uint8Array<ArrayBuffer>;
-        response = await options.fetch(new Request(url, { method: head.method, headers, body }), {
-          remoteAddress: this.#address,
-          peerAddress: this.transport.remoteAddress,
-        });
+        response = checkFetchResult(
+          await options.fetch(new Request(url, { method: head.method, headers, body }), {
+            remoteAddress: this.#address,
+            peerAddress: this.transport.remoteAddress,
+          }),
+        );
       }
     } catch (error) {
       if (this.#gone) return;
@@ -871,11 +889,11 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
       return;
     }
     if (this.#gone) return;
-    if (response === undefined || response === null) {
+    if (response === undefined) {
       this.#refuse({ status: 404, message: "Not found", headers: [] });
       return;
     }
-    this.#respond(response as Response, head.method === "HEAD");
+    this.#respond(response, head.method === "HEAD");
   }
 
   #refuse(refusal: HandshakeRefusal): void {
@@ -895,7 +913,14 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
 
   /** Writes a `Response` (its body read whole), then closes. */
   #respond(response: Response, headOnly: boolean): void {
-    response.arrayBuffer().then(
+    let body: Promise<ArrayBuffer>;
+    try {
+      body = response.arrayBuffer();
+    } catch (error) {
+      this.#hookFailed(error);
+      return;
+    }
+    body.then(
       (body) => {
         if (this.#gone) return;
         const headers: Array<[string, string]> = [];
@@ -945,9 +970,10 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
     }
   }
 
+  /** Watches what a handler returned: a rejected promise fails the connection; a value is fine. */
   #watch(result: unknown): void {
-    if (typeof (result as PromiseLike<unknown>).then === "function") {
-      (result as PromiseLike<unknown>).then(undefined, (error) => this.#handlerFailed(error));
+    if (isThenable(result)) {
+      result.then(undefined, (error) => this.#handlerFailed(error));
     }
   }
 

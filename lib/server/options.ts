@@ -39,21 +39,72 @@ export interface PerMessageDeflateOptions {
   clientMaxWindowBits?: number;
 }
 
-/** How the upgrade hook accepts a connection. Every field is optional. */
-export interface UpgradeAccept<T> {
-  /** Per-connection data, available as `ws.data`. */
-  data?: T;
-  /** The subprotocol to speak: one the client offered (`request.protocols`). */
-  protocol?: string;
-  /** Extra headers for the 101 response. */
-  headers?: Record<string, string> | Array<[string, string]>;
-}
+/**
+ * Extra headers for the 101 response, as `fetch` takes them: a `Headers`, `[name, value]` pairs
+ * or a record. The handshake's own headers (`Upgrade`, `Connection`, `Sec-WebSocket-Accept`,
+ * `Sec-WebSocket-Protocol`, `Sec-WebSocket-Extensions`, `Content-Length`,
+ * `Transfer-Encoding`) may not be set: the request is then refused with 500.
+ */
+export type UpgradeHeaders = Headers | Array<[string, string]> | Record<string, string>;
+
+/**
+ * How the upgrade hook accepts a connection: `data` becomes `ws.data`, so it is required when
+ * `T` (the type of `ws.data`) does not include `undefined`; `protocol` is the subprotocol to
+ * speak (one the client offered, `request.protocols`); `headers` go into the 101 response. An
+ * object with any other key (`{ user }` for `{ data: { user } }`) is refused at run time with
+ * 500, as it is most likely a mistake.
+ *
+ * @example
+ * ```ts
+ * import type { UpgradeAccept } from "@sluice/ws";
+ * const accept: UpgradeAccept<{ user: string }> = { data: { user: "ann" }, protocol: "chat" };
+ * console.log(accept.data.user); // ann
+ * ```
+ */
+export type UpgradeAccept<T> = undefined extends T ? {
+    /** Per-connection data, available as `ws.data`. @default {undefined} */
+    data?: T;
+    /** The subprotocol to speak: one the client offered. @default {undefined} */
+    protocol?: string;
+    /** Extra headers for the 101 response. @default {undefined} */
+    headers?: UpgradeHeaders;
+  }
+  : {
+    /** Per-connection data, available as `ws.data`. */
+    data: T;
+    /** The subprotocol to speak: one the client offered. @default {undefined} */
+    protocol?: string;
+    /** Extra headers for the 101 response. @default {undefined} */
+    headers?: UpgradeHeaders;
+  };
 
 /**
  * What the upgrade hook returns: `undefined` or an {@linkcode UpgradeAccept} to accept, a
- * `Response` to refuse with its status, headers and body.
+ * `Response` to refuse with its status, headers and body. Anything else (`false`, `null`, a
+ * string) refuses the request with 500 and reaches the `error` handler as a `TypeError`.
  */
 export type UpgradeResult<T> = UpgradeAccept<T> | Response | undefined | void;
+
+/**
+ * The upgrade hook: decides whether a valid upgrade request is accepted, after the protocol
+ * checks pass. May be async. Throwing refuses the request with 500 and reports the error.
+ */
+export type UpgradeHook<T> = (
+  request: UpgradeRequest,
+) => UpgradeResult<T> | Promise<UpgradeResult<T>>;
+
+/**
+ * The `upgrade` option of {@linkcode ServeOptions}: optional when `T` includes `undefined`,
+ * required otherwise, since only the hook can give `ws.data` a value.
+ */
+export type UpgradeOption<T> = undefined extends T ? {
+    /** The upgrade hook. @default {undefined} (every valid request is accepted) */
+    upgrade?: UpgradeHook<T>;
+  }
+  : {
+    /** The upgrade hook: it must give each connection its `data`. */
+    upgrade: UpgradeHook<T>;
+  };
 
 /** What the `fetch` handler learns about a plain HTTP request besides the request itself. */
 export interface HttpRequestInfo {
@@ -63,24 +114,39 @@ export interface HttpRequestInfo {
   peerAddress: string;
 }
 
-/** The options of {@linkcode serve}. `T` is the type of `ws.data`. */
-export interface ServeOptions<T = undefined> {
+/**
+ * The options of {@linkcode serve}. `T` is the type of `ws.data`; unless it includes
+ * `undefined`, an upgrade hook that supplies it is required.
+ *
+ * @example
+ * ```ts
+ * import { serve, type ServeOptions } from "@sluice/ws";
+ * const options: ServeOptions<{ room: string }> = {
+ *   port: 0,
+ *   upgrade: (request) => ({ data: { room: request.searchParams.get("room") ?? "lobby" } }),
+ *   open(ws) {
+ *     ws.subscribe(ws.data.room);
+ *   },
+ * };
+ * await serve(options).shutdown();
+ * ```
+ */
+export type ServeOptions<T = undefined> = ServeBaseOptions<T> & UpgradeOption<T>;
+
+/** The options of {@linkcode serve} besides the upgrade hook. `T` is the type of `ws.data`. */
+export interface ServeBaseOptions<T = undefined> {
   /** The port; 0 picks a free one (read it from `server.port`). @default {8080} */
   port?: number;
   /** The address to bind. @default {"0.0.0.0"} */
   hostname?: string;
   /**
-   * PEM certificate chain. With `key`, the server speaks TLS (wss://): `Deno.listenTls` on
-   * Deno, `Bun.listen` with `tls` on Bun. Give both or neither.
+   * The PEM text (not a file path: read the file first) of the certificate chain. With `key`,
+   * the server speaks TLS (wss://): `Deno.listenTls` on Deno, `Bun.listen` with `tls` on Bun.
+   * Give both or neither. @default {undefined}
    */
   cert?: string;
-  /** PEM private key of `cert`. */
+  /** The PEM text of `cert`'s private key. @default {undefined} */
   key?: string;
-  /**
-   * Decides whether a valid upgrade request is accepted, after the protocol checks pass. May be
-   * async. Throwing refuses the request with 500 and reports the error.
-   */
-  upgrade?(request: UpgradeRequest): UpgradeResult<T> | Promise<UpgradeResult<T>>;
   /**
    * The Origin allowlist: exact origins (`"https://app.example.com"`, default ports and case
    * normalised), one leading wildcard label (`"https://*.example.com"`), `"null"`, or RegExps
@@ -113,10 +179,11 @@ export interface ServeOptions<T = undefined> {
   protocols?: string[];
   /**
    * Answers plain HTTP requests (those without an `Upgrade` header) on the same port: health
-   * checks, a static page, an API. Returning nothing answers 404; throwing answers 500 and
-   * reports the error. Each response closes its connection (`Connection: close`). Request
-   * bodies need a Content-Length (chunked requests get 501) of at most `maxRequestBodySize`
-   * (413 above it). Without this handler such requests get 426 Upgrade Required.
+   * checks, a static page, an API. Returning nothing (`undefined` or `null`) answers 404;
+   * throwing, or returning anything but a `Response`, answers 500 and reports the error. Each
+   * response closes its connection (`Connection: close`). Request bodies need a Content-Length
+   * (chunked requests get 501) of at most `maxRequestBodySize` (413 above it). Without this
+   * handler such requests get 426 Upgrade Required.
    */
   fetch?(
     request: Request,
@@ -135,7 +202,9 @@ export interface ServeOptions<T = undefined> {
   open?(ws: ServerWebSocket<T>): void | Promise<void>;
   /**
    * A message arrived: a string for text, a Uint8Array for binary. The Uint8Array is a view of
-   * memory the server never reuses, so it may be kept.
+   * memory the server never reuses, so it may be kept. `typeof data === "string"` tells them
+   * apart in a way TypeScript narrows `data` by (`isBinary` says the same, but TypeScript
+   * cannot tie the two parameters together without rejecting handlers that omit `isBinary`).
    */
   message?(
     ws: ServerWebSocket<T>,
@@ -171,9 +240,11 @@ export interface ServeOptions<T = undefined> {
    */
   close?(ws: ServerWebSocket<T>, code: number, reason: string): void | Promise<void>;
   /**
-   * An error: a handler threw (the connection is then closed with 1011), or the peer broke the
-   * protocol (a `WebSocketError`; the connection is failed with its close code). Without this
-   * option, handler errors are printed with `console.error` and protocol errors are silent.
+   * An error: a handler threw (the connection is then closed with 1011), the peer broke the
+   * protocol (a `WebSocketError`; the connection is failed with its close code), or the upgrade
+   * hook or `fetch` threw or returned something unusable (a `TypeError` naming it; the request
+   * got 500, and `ws` is `undefined`). Without this option, handler errors are printed with
+   * `console.error` and protocol errors are silent.
    */
   error?(error: unknown, ws: ServerWebSocket<T> | undefined): void;
   /**

@@ -4,13 +4,15 @@
  *
  * @module
  */
+import { isValidCloseCode, MAX_CLOSE_REASON_BYTES } from "../protocol/close.ts";
 import { CloseCode } from "../protocol/errors.ts";
 import { DEFAULT_MAX_PAYLOAD_LENGTH, OPEN } from "../protocol/protocol.ts";
+import { describe } from "./_describe.ts";
 import { Connection } from "./connection.ts";
 import { negotiateDeflate } from "../protocol/extensions/deflate_negotiation.ts";
 import { webEngine } from "../protocol/extensions/web_engine.ts";
 import { zlibEngine } from "../protocol/extensions/zlib_engine.ts";
-import type { PerMessageDeflateOptions, ServeOptions } from "./options.ts";
+import type { PerMessageDeflateOptions, ServeBaseOptions, ServeOptions } from "./options.ts";
 import type { DeflateSetup, ResolvedOptions, ServerCore } from "./server_core.ts";
 import { proxyTrust } from "./forwarded.ts";
 import { originMatcher } from "./origin.ts";
@@ -24,15 +26,17 @@ import {
 } from "./stats.ts";
 import { LocalTopics } from "./topics.ts";
 import type { Listen, Listener, Transport } from "./transport.ts";
-import { prepare, type PublishOptions, topicName } from "./websocket.ts";
+import { prepare, type PublishOptions, type ServerWebSocket, topicName } from "./websocket.ts";
 
 /** How {@linkcode Server.shutdown} closes the server. */
 export interface ShutdownOptions {
-  /** The close code sent to every open connection. @default {1001} */
+  /** The close code sent to every open connection: 1000–1003, 1007–1014 or 3000–4999.
+   * @default {1001} */
   code?: number;
-  /** The close reason. @default {""} */
+  /** The close reason, at most 123 bytes of UTF-8. @default {""} */
   reason?: string;
-  /** Milliseconds to wait for closing handshakes before dropping what remains. @default {10000} */
+  /** Milliseconds to wait for closing handshakes before dropping what remains; `Infinity`
+   * waits as long as they take. @default {10000} */
   timeout?: number;
 }
 
@@ -59,15 +63,29 @@ export class Server<T = undefined> {
    * @param listen The runtime adapter's listen function.
    */
   constructor(options: ServeOptions<T>, listen: Listen) {
+    if (typeof options !== "object" || options === null) {
+      throw new TypeError(`Cannot serve: the options must be an object, got ${describe(options)}`);
+    }
     const { cert, key } = options;
     if ((cert === undefined) !== (key === undefined)) {
       throw new TypeError("Cannot serve: TLS needs both cert and key");
     }
+    if (cert !== undefined) checkPem(cert, "cert");
+    if (key !== undefined) checkPem(key, "key");
+    const hostname = options.hostname ?? "0.0.0.0";
+    if (typeof hostname !== "string" || hostname === "") {
+      throw new TypeError(
+        `Cannot serve: hostname must be an IP address or a host name, got ${describe(hostname)}`,
+      );
+    }
+    const port = options.port ?? 8080;
+    integer(port, 0, 65_535, "port");
     const core = new Core<T>(resolve(options));
+    warnUnknown(options);
     this.#core = core;
     try {
       this.#listener = listen(
-        { hostname: options.hostname ?? "0.0.0.0", port: options.port ?? 8080, cert, key },
+        { hostname, port, cert, key },
         (transport) => core.accept(transport),
       );
     } catch (error) {
@@ -90,6 +108,30 @@ export class Server<T = undefined> {
   /** How many WebSocket connections are open. */
   get pendingWebSockets(): number {
     return this.#core.open;
+  }
+
+  /**
+   * The open WebSocket connections: each one from just before its `open` handler runs until
+   * just before its `close` handler runs (connections still in their opening handshake are not
+   * in it). The set is live: it changes as connections come and go, including while it is
+   * being iterated (a connection that leaves is skipped, one that arrives may be visited).
+   *
+   * @example Close every connection of one user by hand
+   * ```ts
+   * import { serve } from "@sluice/ws";
+   * const server = serve<{ user: string }>({
+   *   port: 0,
+   *   upgrade: (request) => ({ data: { user: request.searchParams.get("user") ?? "" } }),
+   * });
+   * for (const ws of server.clients) {
+   *   if (ws.data.user === "mallory") ws.close(4001, "Banned");
+   * }
+   * console.log(server.clients.size); // 0: nobody has connected
+   * await server.shutdown();
+   * ```
+   */
+  get clients(): ReadonlySet<ServerWebSocket<T>> {
+    return this.#core.clients;
   }
 
   /**
@@ -166,17 +208,33 @@ export class Server<T = undefined> {
   /**
    * Stops accepting, sends a Close frame to every open connection, waits for their closing
    * handshakes up to the timeout, then drops whatever remains. Resolves when every socket is
-   * gone. Calling it again returns the same promise.
+   * gone. Calling it again returns the same promise. The options are checked first: bad ones
+   * reject with a `TypeError` or `RangeError` and change nothing, so a later call can still
+   * shut the server down.
    *
    * @param options The close code, reason and timeout.
    * @returns A promise that resolves when every connection is closed.
+   *
+   * @example
+   * ```ts
+   * import { serve } from "@sluice/ws";
+   * const server = serve({ port: 0 });
+   * await server.shutdown({ code: 999 }).catch((error) => console.log(error.message));
+   * // Cannot shut down: code must be 1000-1003, 1007-1014 or 3000-4999, got 999
+   * await server.shutdown({ code: 1012, reason: "Restarting" });
+   * ```
    */
   shutdown(options: ShutdownOptions = {}): Promise<void> {
-    return this.#shutdown ??= this.#stop(options);
+    let checked: Required<ShutdownOptions>;
+    try {
+      checked = checkShutdown(options);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.#shutdown ??= this.#stop(checked);
   }
 
-  async #stop(options: ShutdownOptions): Promise<void> {
-    const { code = CloseCode.GoingAway, reason = "", timeout = 10_000 } = options;
+  async #stop({ code, reason, timeout }: Required<ShutdownOptions>): Promise<void> {
     this.#listener.close();
     const connections = this.#core.connections;
     for (const connection of connections) {
@@ -190,9 +248,10 @@ export class Server<T = undefined> {
     }
     const empty = this.#core.whenEmpty();
     let timer: ReturnType<typeof setTimeout> | undefined;
-    const late = new Promise<"late">((resolve) =>
-      timer = setTimeout(() => resolve("late"), timeout)
-    );
+    // An infinite timeout never fires (setTimeout would fire it at once).
+    const late = new Promise<"late">((resolve) => {
+      if (timeout !== Infinity) timer = setTimeout(() => resolve("late"), timeout);
+    });
     const outcome = await Promise.race([empty, late]);
     clearTimeout(timer);
     if (outcome === "late") {
@@ -207,6 +266,8 @@ export class Server<T = undefined> {
 class Core<T> implements ServerCore<T> {
   readonly options: ResolvedOptions<T>;
   readonly connections = new Set<Connection<T>>();
+  /** The open WebSockets, for `server.clients`. */
+  readonly clients = new Set<ServerWebSocket<T>>();
   readonly topics = new LocalTopics<Connection<T>>();
   readonly counters = new ServerCounters();
   open = 0;
@@ -259,7 +320,8 @@ class Core<T> implements ServerCore<T> {
     return new Promise((resolve) => this.#empty = resolve);
   }
 
-  opened(_connection: Connection<T>): void {
+  opened(connection: Connection<T>): void {
+    this.clients.add(connection.webSocket!);
     this.open++;
     this.counters.accepted++;
   }
@@ -295,7 +357,8 @@ class Core<T> implements ServerCore<T> {
     };
   }
 
-  closed(_connection: Connection<T>): void {
+  closed(connection: Connection<T>): void {
+    if (connection.webSocket !== undefined) this.clients.delete(connection.webSocket);
     this.open--;
   }
 
@@ -306,9 +369,190 @@ class Core<T> implements ServerCore<T> {
   }
 }
 
+/** The options that are application code: each must be a function when given. */
+const HANDLERS = [
+  "upgrade",
+  "fetch",
+  "open",
+  "message",
+  "fragment",
+  "drain",
+  "ping",
+  "pong",
+  "close",
+  "error",
+] as const;
+
+/**
+ * Every option `serve` reads: a name outside it gets a warning (it is most likely a typo). A
+ * record, so the type check fails until a new option is listed here.
+ */
+const OPTION_NAMES: ReadonlySet<string> = new Set(
+  Object.keys(
+    {
+      upgrade: true,
+      fetch: true,
+      open: true,
+      message: true,
+      fragment: true,
+      drain: true,
+      ping: true,
+      pong: true,
+      close: true,
+      error: true,
+      port: true,
+      hostname: true,
+      cert: true,
+      key: true,
+      origins: true,
+      requireOrigin: true,
+      trustProxy: true,
+      protocols: true,
+      metricsPath: true,
+      maxRequestBodySize: true,
+      perMessageDeflate: true,
+      maxPayloadLength: true,
+      maxHeadSize: true,
+      maxHeaders: true,
+      maxLineLength: true,
+      maxBackpressure: true,
+      backpressurePolicy: true,
+      handshakeTimeout: true,
+      idleTimeout: true,
+      heartbeat: true,
+      maxConnections: true,
+      rateLimit: true,
+      maxFragments: true,
+      closeTimeout: true,
+    } satisfies Record<keyof ServeBaseOptions<unknown> | "upgrade", true>,
+  ),
+);
+
+/** Checks the kinds of the options that are not numbers (those are checked as they resolve). */
+function checkKinds(options: ServeOptions<unknown>): void {
+  for (const name of HANDLERS) {
+    const handler = options[name];
+    if (handler !== undefined && typeof handler !== "function") {
+      throw new TypeError(`Cannot serve: ${name} must be a function, got ${describe(handler)}`);
+    }
+  }
+  for (const name of ["protocols", "trustProxy"] as const) {
+    const list = options[name];
+    if (
+      list !== undefined && (!Array.isArray(list) || list.some((item) => typeof item !== "string"))
+    ) {
+      throw new TypeError(
+        `Cannot serve: ${name} must be an array of strings, got ${describe(list)}`,
+      );
+    }
+  }
+  const { requireOrigin, metricsPath, perMessageDeflate, heartbeat, rateLimit } = options;
+  if (requireOrigin !== undefined && typeof requireOrigin !== "boolean") {
+    throw new TypeError(
+      `Cannot serve: requireOrigin must be true or false, got ${describe(requireOrigin)}`,
+    );
+  }
+  if (metricsPath !== undefined && (typeof metricsPath !== "string" || metricsPath[0] !== "/")) {
+    throw new TypeError(
+      `Cannot serve: metricsPath must be a path starting with "/", got ${describe(metricsPath)}`,
+    );
+  }
+  if (perMessageDeflate !== undefined && typeof perMessageDeflate !== "boolean") {
+    object(perMessageDeflate, "perMessageDeflate", "true, false or options");
+  }
+  if (heartbeat !== undefined && heartbeat !== false) {
+    object(heartbeat, "heartbeat", "false or { interval, timeout }");
+  }
+  if (rateLimit !== undefined) object(rateLimit, "rateLimit", "{ messages, bytes, burst, policy }");
+}
+
+function object(value: unknown, name: string, expected: string): void {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new TypeError(`Cannot serve: ${name} must be ${expected}, got ${describe(value)}`);
+  }
+}
+
+/**
+ * Warns, once per server, about options `serve` does not know. A warning rather than an error:
+ * an options object may be shared with other code, or written for a newer version; but a typo
+ * (`onMessage`, `messsage`) would otherwise leave a handler silently unused.
+ */
+function warnUnknown(options: object): void {
+  const unknown = Object.keys(options).filter((name) => !OPTION_NAMES.has(name));
+  if (unknown.length === 0) return;
+  const named = unknown.map((name) => {
+    const guess = closestOption(name);
+    return guess === undefined ? `"${name}"` : `"${name}" (did you mean "${guess}"?)`;
+  });
+  console.warn(
+    `sluice: serve() ignores the unknown option${unknown.length > 1 ? "s" : ""} ${
+      named.join(", ")
+    }`,
+  );
+}
+
+/** The known option a misspelt or `on`-prefixed name most likely meant, if one is close. */
+function closestOption(name: string): string | undefined {
+  const plain = name.toLowerCase().replace(/^on(?=.)/, "");
+  let best: string | undefined;
+  let bestDistance = 3;
+  for (const known of OPTION_NAMES) {
+    const distance = editDistance(plain, known.toLowerCase());
+    if (distance < bestDistance) {
+      best = known;
+      bestDistance = distance;
+    }
+  }
+  return best;
+}
+
+/** Levenshtein distance (the names are short). */
+function editDistance(a: string, b: string): number {
+  let row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i];
+    for (let j = 1; j <= b.length; j++) {
+      next[j] = Math.min(row[j] + 1, next[j - 1] + 1, row[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    row = next;
+  }
+  return row[b.length];
+}
+
+/**
+ * Checks that a TLS `cert` or `key` is PEM text, so a file path or a swapped pair gets a clear
+ * error here rather than a TLS library's ("NO_START_LINE") from the runtime.
+ */
+function checkPem(value: unknown, name: "cert" | "key"): void {
+  if (typeof value !== "string") {
+    throw new TypeError(
+      `Cannot serve: ${name} must be PEM text (a string), got ${describe(value)}`,
+    );
+  }
+  if (!value.includes("-----BEGIN")) {
+    const path = !/[\r\n]/.test(value) && /[/\\]|\.(pem|crt|cer|key)$/i.test(value.trim());
+    throw new TypeError(
+      path
+        ? `Cannot serve: ${name} looks like a file path (${describe(value)}): pass the PEM text ` +
+          `it holds, e.g. readFileSync(path, "utf8") from node:fs`
+        : `Cannot serve: ${name} must be PEM text ("-----BEGIN ..."), got ${describe(value)}`,
+    );
+  }
+  const holdsKey = /-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(value);
+  const holdsCertificate = value.includes("-----BEGIN CERTIFICATE-----");
+  if (name === "cert" ? holdsKey && !holdsCertificate : holdsCertificate && !holdsKey) {
+    throw new TypeError(
+      `Cannot serve: ${name} holds a ${
+        name === "cert" ? "private key" : "certificate"
+      }: are cert and key swapped?`,
+    );
+  }
+}
+
 function resolve<T>(options: ServeOptions<T>): ResolvedOptions<T> {
+  checkKinds(options as ServeOptions<unknown>);
   return {
-    ...options,
+    ...options as ServeBaseOptions<T> & Pick<ResolvedOptions<T>, "upgrade">,
     deflate: resolveDeflate(options.perMessageDeflate),
     protocols: options.protocols ?? [],
     maxPayloadLength: positive(
@@ -389,27 +633,69 @@ function resolveDeflate(
 
 function integer(value: number, min: number, max: number, name: string): void {
   if (!Number.isInteger(value) || value < min || value > max) {
-    throw new RangeError(`Cannot serve: ${name} must be an integer from ${min} to ${max}`);
+    const message = `Cannot serve: ${name} must be an integer from ${min} to ${max}, got ${
+      describe(value)
+    }`;
+    throw typeof value === "number" ? new RangeError(message) : new TypeError(message);
   }
 }
 
 function positive(value: number | undefined, fallback: number, name: string): number {
   if (value === undefined) return fallback;
-  if (!(value > 0)) {
-    throw new RangeError(`Cannot serve: ${name} must be a positive number, got ${value}`);
+  if (!(value > 0) || typeof value !== "number") {
+    const message = `Cannot serve: ${name} must be a positive number, got ${describe(value)}`;
+    throw typeof value === "number" ? new RangeError(message) : new TypeError(message);
   }
   return value;
 }
 
 function policy(value: "drop" | "close" | undefined): "drop" | "close" {
   if (value === undefined || value === "drop" || value === "close") return value ?? "drop";
-  throw new RangeError(`Cannot serve: backpressurePolicy must be "drop" or "close", got ${value}`);
+  throw new RangeError(
+    `Cannot serve: backpressurePolicy must be "drop" or "close", got ${describe(value)}`,
+  );
 }
 
 function nonNegative(value: number | undefined, fallback: number, name: string): number {
   if (value === undefined) return fallback;
   if (!(value >= 0) || !Number.isFinite(value)) {
-    throw new RangeError(`Cannot serve: ${name} must be 0 or a positive number, got ${value}`);
+    const message = `Cannot serve: ${name} must be 0 or a positive number, got ${describe(value)}`;
+    throw typeof value === "number" ? new RangeError(message) : new TypeError(message);
   }
   return value;
 }
+
+/** Checks {@linkcode ShutdownOptions} before anything is closed, and fills in the defaults. */
+function checkShutdown(options: ShutdownOptions): Required<ShutdownOptions> {
+  if (typeof options !== "object" || options === null) {
+    throw new TypeError(
+      `Cannot shut down: the options must be an object, got ${describe(options)}`,
+    );
+  }
+  const { code = CloseCode.GoingAway, reason = "", timeout = 10_000 } = options;
+  if (!isValidCloseCode(code)) {
+    const message = `Cannot shut down: code must be 1000-1003, 1007-1014 or 3000-4999, got ${
+      describe(code)
+    }`;
+    throw typeof code === "number" ? new RangeError(message) : new TypeError(message);
+  }
+  if (typeof reason !== "string") {
+    throw new TypeError(`Cannot shut down: reason must be a string, got ${describe(reason)}`);
+  }
+  const bytes = new TextEncoder().encode(reason).length;
+  if (bytes > MAX_CLOSE_REASON_BYTES) {
+    throw new RangeError(
+      `Cannot shut down: reason must be at most ${MAX_CLOSE_REASON_BYTES} bytes of UTF-8, got ${bytes}`,
+    );
+  }
+  if (typeof timeout !== "number" || !(timeout >= 0)) {
+    const message = `Cannot shut down: timeout must be 0 or a positive number of ms, got ${
+      describe(timeout)
+    }`;
+    throw typeof timeout === "number" ? new RangeError(message) : new TypeError(message);
+  }
+  return { code, reason, timeout: timeout > MAX_TIMER_MS ? Infinity : timeout };
+}
+
+/** The longest delay setTimeout honours (2^31 − 1 ms); longer ones fire at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;

@@ -9,15 +9,15 @@ import type { DeflateEngine, DeflateTuning } from "../protocol/extensions/deflat
 import type { DeflateNegotiationOptions } from "../protocol/extensions/deflate_negotiation.ts";
 import type { RequestHeadLimits } from "../protocol/handshake.ts";
 import type { Connection } from "./connection.ts";
-import type { ServeOptions } from "./options.ts";
+import type { ServeBaseOptions, UpgradeHook } from "./options.ts";
 import type { RateLimitOptions } from "./rate_limit.ts";
 import type { ServerCounters, ServerStats } from "./stats.ts";
 import type { TopicRegistry } from "./topics.ts";
 
-/** {@linkcode ServeOptions} with every default filled in. */
+/** `ServeOptions` with every default filled in. */
 export type ResolvedOptions<T> =
   & Omit<
-    ServeOptions<T>,
+    ServeBaseOptions<T>,
     | "protocols"
     | "maxPayloadLength"
     | "closeTimeout"
@@ -40,6 +40,7 @@ export type ResolvedOptions<T> =
   >
   & Required<RequestHeadLimits>
   & {
+    upgrade?: UpgradeHook<T>;
     protocols: string[];
     maxPayloadLength: number;
     closeTimeout: number;

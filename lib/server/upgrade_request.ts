@@ -14,7 +14,7 @@ import type { RequestHead, UpgradeRequestInfo } from "../protocol/handshake.ts";
  * const server = serve({
  *   port: 0,
  *   upgrade(request) {
- *     if (request.url.searchParams.get("token") !== "secret") {
+ *     if (request.searchParams.get("token") !== "secret") {
  *       return new Response("Unauthorized", { status: 401 });
  *     }
  *     return { data: { user: "ann" } };
@@ -28,6 +28,7 @@ export class UpgradeRequest {
   #info: UpgradeRequestInfo;
   #headers: Headers | undefined;
   #url: URL | undefined;
+  #secure: boolean;
   /**
    * The client's IP address: the TCP peer's, or with `trustProxy`, the address the trusted
    * proxies forwarded for.
@@ -43,15 +44,17 @@ export class UpgradeRequest {
    *
    * @param head The parsed request head.
    * @param info What the handshake checks found.
-   * @param remote The client's address, the TCP peer's port and the TCP peer's address.
+   * @param remote The client's address, the TCP peer's port, the TCP peer's address, and
+   * whether the connection is TLS (for the scheme of `url`).
    */
   constructor(
     head: RequestHead,
     info: UpgradeRequestInfo,
-    remote: { address: string; port: number; peerAddress?: string },
+    remote: { address: string; port: number; peerAddress?: string; secure?: boolean },
   ) {
     this.#head = head;
     this.#info = info;
+    this.#secure = remote.secure ?? false;
     this.remoteAddress = remote.address;
     this.remotePort = remote.port;
     this.peerAddress = remote.peerAddress ?? remote.address;
@@ -67,9 +70,30 @@ export class UpgradeRequest {
     return this.#head.target;
   }
 
-  /** The request URL, resolved against the Host header. */
-  get url(): URL {
-    return this.#url ??= new URL(this.#head.target, `http://${this.#info.host}`);
+  /**
+   * The request URL as a string, resolved against the Host header, with the scheme `fetch`'s
+   * `request.url` has: `http://host/chat?room=1`, or `https://` over TLS. `pathname` and
+   * `searchParams` are its parts, parsed once.
+   */
+  get url(): string {
+    return this.#parsed().href;
+  }
+
+  /** The path of {@linkcode UpgradeRequest.url}, such as `/chat`. */
+  get pathname(): string {
+    return this.#parsed().pathname;
+  }
+
+  /** The query of {@linkcode UpgradeRequest.url}, parsed. */
+  get searchParams(): URLSearchParams {
+    return this.#parsed().searchParams;
+  }
+
+  #parsed(): URL {
+    return this.#url ??= new URL(
+      this.#head.target,
+      `${this.#secure ? "https" : "http"}://${this.#info.host}`,
+    );
   }
 
   /** The request headers. */
