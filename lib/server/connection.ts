@@ -89,6 +89,8 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
   #messagesOut = 0;
   #bytesIn = 0;
   #urgentBytes = 0;
+  /** The 101 response's bytes, which the outbox counts but stats do not (frames only). */
+  #responseBytes = 0;
   /** The plain HTTP request is a HEAD: responses go without their body. */
   #headOnly = false;
   /** A plain HTTP request whose body is still arriving. */
@@ -317,7 +319,10 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
       messagesIn: this.#messagesIn,
       messagesOut: this.#messagesOut,
       bytesIn: this.#bytesIn,
-      bytesOut: this.#protocol === undefined ? 0 : this.#outbox.written + this.#urgentBytes,
+      // The 101 leaves first: until it has, nothing has been written.
+      bytesOut: this.#protocol === undefined
+        ? 0
+        : Math.max(0, this.#outbox.written - this.#responseBytes) + this.#urgentBytes,
       compressedIn: compression?.compressedIn ?? 0,
       rawIn: compression?.rawIn ?? 0,
       rawOut: compression?.rawOut ?? 0,
@@ -443,7 +448,12 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
 
   /** @internal */
   get bufferedAmount(): number {
-    return this.#outbox.corked + this.transport.bufferedAmount;
+    return this.#outbox.corked - this.#corkedResponse + this.transport.bufferedAmount;
+  }
+
+  /** The 101 response's bytes while they are corked (it leaves first): not data queued. */
+  get #corkedResponse(): number {
+    return this.#outbox.written === 0 ? this.#responseBytes : 0;
   }
 
   /** @internal */
@@ -581,7 +591,8 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
     // The socket has not taken everything, or this tick's sends already pass the high-water
     // mark (sends in one tick are corked, so the socket has not seen them yet).
     return this.transport.bufferedAmount !== 0 ||
-      this.#outbox.corked > Math.min(HIGH_WATER_MARK, this.#options.maxBackpressure);
+      this.#outbox.corked - this.#corkedResponse >
+        Math.min(HIGH_WATER_MARK, this.#options.maxBackpressure);
   }
 
   /** @internal */
@@ -722,7 +733,11 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
       this.#hookFailed(error);
       return;
     }
-    this.transport.write(response, false);
+    // Corked with what `open` sends in this tick: one socket write for both, and the first
+    // sends see no bytes of the response still in the socket (the same status on Deno, whose
+    // writes complete later, as on Bun).
+    this.#outbox.writeBytes(response);
+    this.#responseBytes = response.length;
     const agreement = this.#deflate;
     const setup = this.#options.deflate;
     this.#lastMessage = this.#server.now;
