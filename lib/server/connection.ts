@@ -73,7 +73,8 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
   /** Over the server's connection limit: the request gets 503. */
   #overLimit: boolean;
   // Times on the server's coarse clock (ms): when the connection came, when anything last
-  // arrived, when a data message last went either way, when our unanswered ping left (0: none).
+  // arrived, when a data message last went either way or a ping or pong came (the idle clock),
+  // when our unanswered ping left (0: none).
   #acceptedAt: number;
   #lastReceive: number;
   #lastMessage: number;
@@ -371,6 +372,7 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
 
   /** @internal */
   onPing(payload: Uint8Array): void {
+    this.#lastMessage = this.#server.now; // A peer that pings is not idle (see idleTimeout).
     // A ping flood costs a pong each: pings count as messages (the pong has gone already).
     if (this.#limiter !== undefined && !this.#admit()) return;
     this.#notify(this.#options.ping, payload);
@@ -378,6 +380,7 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
 
   /** @internal */
   onPong(payload: Uint8Array): void {
+    this.#lastMessage = this.#server.now; // An answered heartbeat is not idleness.
     if (this.#pingSentAt !== 0 && payload.length === 0) {
       this.#latency = performance.now() - this.#pingStarted;
       this.#pingSentAt = 0;

@@ -212,8 +212,15 @@ export interface ServeOptions<T = undefined> {
    */
   handshakeTimeout?: number;
   /**
-   * Milliseconds without a data message either way after which the server closes the
-   * connection with 1001 ("Idle timeout"). Pings and pongs do not count. 0 disables.
+   * Milliseconds without a data message either way, and without a ping or pong from the peer,
+   * after which the server closes the connection with 1001 ("Idle timeout"). 0 disables.
+   *
+   * The peer's pings and pongs count: a peer that answers the heartbeat's pings (browsers do,
+   * without the page's help) is alive and wants the connection, and closing it for being quiet
+   * would only make an open but idle page reconnect. Dead peers are the heartbeat's to drop.
+   * So with the heartbeat on, this closes only peers that neither send nor answer for this
+   * long; to close connections that carry no messages whatever their pongs, time them in
+   * `message`. Our own pings do not count.
    * @default {120000} (as Bun's server)
    */
   idleTimeout?: number;
