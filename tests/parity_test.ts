@@ -6,7 +6,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { SendStatus, type ServerWebSocket, WebSocketError } from "../mod.ts";
-import { Op, text } from "./_client.ts";
+import { Op, parseClose, type RawClient, text } from "./_client.ts";
 import { Queue, withServer } from "./_harness.ts";
 
 test("parity: sends in open are Sent, with nothing buffered, the 101 leaving with them", async () => {
@@ -45,5 +45,149 @@ test("parity: with maxBackpressure 0 the first send in open is not dropped for t
     const frame = await client.nextFrame();
     assert.equal(frame.opcode, Op.Text);
     assert.equal(text(frame.payload), "first");
+  });
+});
+
+const CAP = 1024 * 1024;
+const CHUNK = new Uint8Array(64 * 1024);
+const DROP_MESSAGE = "A message was dropped: more than maxBackpressure (1048576 bytes) is queued " +
+  "for this connection. To lose none, stop sending when a send returns SendStatus.Backpressure " +
+  "and go on in the drain handler or after await ws.flushed(), or raise maxBackpressure. ";
+
+/** Sends 40 × 64 KiB in one tick, past a 1 MiB cap: the last ones are dropped. */
+function burst(ws: ServerWebSocket<undefined>): SendStatus[] {
+  const statuses: SendStatus[] = [];
+  for (let i = 0; i < 40; i++) statuses.push(ws.send(CHUNK));
+  return statuses;
+}
+
+/** Reads frames until `count` binary ones have come. */
+async function readBinary(client: RawClient, count: number): Promise<void> {
+  for (let seen = 0; seen < count;) {
+    if ((await client.nextFrame()).opcode === Op.Binary) seen++;
+  }
+}
+
+/** Runs `body` with console.warn and console.error recorded instead of printed. */
+async function withConsole(
+  body: (warnings: unknown[][], errors: unknown[][]) => Promise<void>,
+): Promise<void> {
+  const { warn, error } = console;
+  const warnings: unknown[][] = [];
+  const errors: unknown[][] = [];
+  console.warn = (...args: unknown[]) => warnings.push(args);
+  console.error = (...args: unknown[]) => errors.push(args);
+  try {
+    await body(warnings, errors);
+  } finally {
+    console.warn = warn;
+    console.error = error;
+  }
+}
+
+test("backpressure: the first drop of each connection reaches the error handler, once", async () => {
+  const reports = new Queue<{ error: unknown; ws: ServerWebSocket<undefined> | undefined }>();
+  const bursts = new Queue<{ ws: ServerWebSocket<undefined>; statuses: SendStatus[] }>();
+  await withConsole(async (warnings, errors) => {
+    await withServer({
+      heartbeat: false,
+      maxBackpressure: CAP,
+      message(ws) {
+        bursts.push({ ws, statuses: burst(ws) });
+      },
+      error: (error, ws) => reports.push({ error, ws }),
+    }, async ({ open }) => {
+      const a = (await open()).client;
+      const b = (await open()).client;
+      for (const [client, round] of [[a, 1], [a, 2], [b, 1]] as const) {
+        await client.sendFrame(Op.Text, "go");
+        const { ws, statuses } = await bursts.next("a burst");
+        const sent = statuses.filter((status) => status !== SendStatus.Dropped).length;
+        assert.ok(sent < 40, `round ${round}: some messages were dropped`);
+        assert.ok(ws.droppedMessages >= 40 - sent);
+        await readBinary(client, sent);
+      }
+      // One report per connection that dropped, however many it dropped.
+      const first = await reports.next("a's report");
+      const second = await reports.next("b's report");
+      assert.notEqual(first.ws, second.ws);
+      for (const { error, ws } of [first, second]) {
+        assert.ok(error instanceof WebSocketError);
+        assert.equal(error.code, "WS_ERR_BACKPRESSURE_DROP");
+        assert.equal(error.closeCode, 1008);
+        assert.equal(
+          error.message,
+          DROP_MESSAGE +
+            "Further drops on this connection are counted in ws.droppedMessages, not reported.",
+        );
+        assert.equal(ws?.readyState, 1, 'still open under "drop"');
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      assert.equal(reports.items.length, 2);
+      assert.deepEqual([warnings, errors], [[], []]);
+    });
+  });
+});
+
+test("backpressure: without an error handler the first drop is one console.warn per connection", async () => {
+  await withConsole(async (warnings, errors) => {
+    await withServer({
+      heartbeat: false,
+      maxBackpressure: CAP,
+      open(ws) {
+        ws.subscribe("all");
+      },
+    }, async ({ open, server }) => {
+      const { client } = await open();
+      // Publishes queue behind the cap like sends; two bursts, in two ticks.
+      let reached = 0;
+      for (let round = 0; round < 2; round++) {
+        for (let i = 0; i < 40; i++) reached += server.publish("all", CHUNK);
+        await new Promise((resolve) => setTimeout(resolve, 0));
+      }
+      assert.ok(reached < 80, "some were dropped");
+      await readBinary(client, reached);
+      assert.equal(warnings.length, 1);
+      const [line] = warnings[0];
+      assert.equal(
+        line,
+        "sluice: 127.0.0.1: " + DROP_MESSAGE +
+          "Further drops on this connection are counted in ws.droppedMessages, not reported.",
+      );
+      assert.deepEqual(errors, []);
+    });
+  });
+});
+
+test('backpressure: under "close" the first drop is reported, and says the connection closes', async () => {
+  const reports = new Queue<unknown>();
+  const closes = new Queue<number>();
+  await withServer({
+    heartbeat: false,
+    maxBackpressure: CAP,
+    backpressurePolicy: "close",
+    message(ws) {
+      // A send after the drop would throw: the connection is closing.
+      while (ws.send(CHUNK) !== SendStatus.Dropped);
+    },
+    error: (error) => reports.push(error),
+    close: (_ws, code) => closes.push(code),
+  }, async ({ open }) => {
+    const { client } = await open();
+    await client.sendFrame(Op.Text, "go");
+    const error = await reports.next("the report");
+    assert.ok(error instanceof WebSocketError);
+    assert.equal(error.code, "WS_ERR_BACKPRESSURE_DROP");
+    assert.equal(error.closeCode, 1008);
+    assert.equal(
+      error.message,
+      DROP_MESSAGE + 'The connection is closed with 1008 (backpressurePolicy "close").',
+    );
+    let frame = await client.nextFrame();
+    while (frame.opcode === Op.Binary) frame = await client.nextFrame();
+    assert.deepEqual(parseClose(frame), { code: 1008, reason: "Backpressure limit" });
+    await client.sendClose(1008);
+    assert.equal(await closes.next("the close handler"), 1008);
+    assert.equal(reports.items.length, 1);
   });
 });

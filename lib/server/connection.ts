@@ -486,7 +486,7 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
   /** Over `maxBackpressure`: the message is dropped, and the policy applies. */
   #overBackpressure(): boolean {
     if (this.bufferedAmount <= this.#options.maxBackpressure) return false;
-    this.#dropped++;
+    if (this.#dropped++ === 0) this.#reportFirstDrop();
     this.#backpressured = true;
     const counters = this.#server.counters;
     counters.droppedMessages++;
@@ -495,6 +495,30 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
       this.startClose(1008, "Backpressure limit");
     }
     return true;
+  }
+
+  /**
+   * Says once per connection that it dropped a message: a drop is otherwise silent, and a
+   * sender that ignores SendStatus loses messages (its last ones too) without knowing.
+   */
+  #reportFirstDrop(): void {
+    const { maxBackpressure, backpressurePolicy } = this.#options;
+    const error = new WebSocketError(
+      "WS_ERR_BACKPRESSURE_DROP",
+      `A message was dropped: more than maxBackpressure (${maxBackpressure} bytes) is queued ` +
+        "for this connection. To lose none, stop sending when a send returns " +
+        "SendStatus.Backpressure and go on in the drain handler or after await ws.flushed(), " +
+        "or raise maxBackpressure. " +
+        (backpressurePolicy === "close"
+          ? 'The connection is closed with 1008 (backpressurePolicy "close").'
+          : "Further drops on this connection are counted in ws.droppedMessages, not reported."),
+    );
+    // After the send or publish returns: application code must not run inside a send, nor in
+    // the middle of a publish's pass over its subscribers.
+    queueMicrotask(() => {
+      if (this.#options.error !== undefined) this.#reportError(error);
+      else console.warn(`sluice: ${this.#address}: ${error.message}`);
+    });
   }
 
   #sendStatus(): SendStatus {
