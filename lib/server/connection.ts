@@ -92,6 +92,8 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
   #urgentBytes = 0;
   /** The 101 response's bytes, which the outbox counts but stats do not (frames only). */
   #responseBytes = 0;
+  /** The request is a plain HTTP one (for `fetch` or the metrics path), not an upgrade. */
+  #plainHttp = false;
   /** The plain HTTP request is a HEAD: responses go without their body. */
   #headOnly = false;
   /** A plain HTTP request whose body is still arriving. */
@@ -137,7 +139,7 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
         options.handshakeTimeout !== 0 && now - this.#acceptedAt > options.handshakeTimeout &&
         (this.#head !== undefined || this.#pending !== undefined || this.#http !== undefined)
       ) {
-        this.#server.refused(408);
+        this.#countResponse(408);
         this.terminate();
       }
       return;
@@ -169,6 +171,15 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
       this.#pingStarted = performance.now();
       protocol.sendControl(0x9, EMPTY);
     }
+  }
+
+  /**
+   * In the opening handshake: reading the request head, or an upgrade request waiting for the
+   * upgrade hook (see `ServerStats.handshaking`).
+   */
+  get handshaking(): boolean {
+    return this.#protocol === undefined &&
+      (this.#head !== undefined || this.#pending !== undefined);
   }
 
   /** The last measured round trip of a heartbeat ping, in ms. */
@@ -811,6 +822,7 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
 
   #startHttp(head: RequestHead, rest: Uint8Array): void {
     this.#server.counters.httpRequests++;
+    this.#plainHttp = true;
     this.#headOnly = head.method === "HEAD";
     let length = 0;
     let lengthSeen = false;
@@ -921,7 +933,8 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
   }
 
   #refuse(refusal: HandshakeRefusal): void {
-    this.#server.refused(refusal.status);
+    this.#countResponse(refusal.status);
+    this.#pending = undefined; // No longer in the handshake: later bytes are ignored.
     let bytes = refusalResponse(refusal);
     // A response to HEAD has no body (RFC 9110 §9.3.2).
     if (this.#headOnly) bytes = bytes.subarray(0, bytes.length - utf8Length(refusal.message));
@@ -932,6 +945,7 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
 
   #refuseWith(response: Response): void {
     this.#server.refused(response.status);
+    this.#pending = undefined; // No longer in the handshake: later bytes are ignored.
     this.#respond(response, false);
   }
 
@@ -956,6 +970,8 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
         }
         // A response to HEAD has the headers of the GET response and no body (RFC 9110 §9.3.2).
         if (headOnly) bytes = bytes.subarray(0, bytes.length - body.byteLength);
+        // (A refusal from the upgrade hook was counted when it was decided.)
+        if (this.#plainHttp) this.#server.counters.httpResponse(response.status);
         this.transport.write(bytes, false);
         this.transport.end();
         this.#startTimer();
@@ -964,6 +980,12 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
         if (!this.#gone) this.#hookFailed(error);
       },
     );
+  }
+
+  /** Counts a response: a plain HTTP one by status, else a refused upgrade request. */
+  #countResponse(status: number): void {
+    if (this.#plainHttp) this.#server.counters.httpResponse(status);
+    else this.#server.refused(status);
   }
 
   #hookFailed(error: unknown): void {
