@@ -5,8 +5,9 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import net from "node:net";
 import { SendStatus, type ServerWebSocket, WebSocketError } from "../mod.ts";
-import { Op, parseClose, type RawClient, text } from "./_client.ts";
+import { Op, parseClose, type RawClient, text, upgradeRequest, within } from "./_client.ts";
 import { Queue, withServer } from "./_harness.ts";
 
 test("parity: sends in open are Sent, with nothing buffered, the 101 leaving with them", async () => {
@@ -189,5 +190,100 @@ test('backpressure: under "close" the first drop is reported, and says the conne
     await client.sendClose(1008);
     assert.equal(await closes.next("the close handler"), 1008);
     assert.equal(reports.items.length, 1);
+  });
+});
+
+/** Writes a request and reads every byte the server sends until it closes, as latin1. */
+function exchange(port: number, request: string): Promise<string> {
+  return within(
+    new Promise((resolve, reject) => {
+      const chunks: Uint8Array[] = [];
+      const socket = net.connect({ port, host: "127.0.0.1" }, () => socket.write(request));
+      socket.on("data", (chunk: Uint8Array) => chunks.push(chunk));
+      socket.on("error", reject);
+      socket.on("close", () => {
+        let text = "";
+        for (const chunk of chunks) for (const byte of chunk) text += String.fromCharCode(byte);
+        resolve(text);
+      });
+    }),
+    "the whole response",
+  );
+}
+
+const get = (path: string, method = "GET") => `${method} ${path} HTTP/1.1\r\nHost: x\r\n\r\n`;
+
+test("parity: responses from fetch are the same bytes on every runtime", async () => {
+  const responses: Record<string, () => Response> = {
+    "/string": () => new Response("hi"),
+    "/bytes": () => new Response(new Uint8Array([1])),
+    "/empty": () => new Response(null, { status: 204 }),
+    "/headers": () => {
+      const headers = new Headers([["X-B", "1"], ["Set-Cookie", "a=1"], ["x-a", "2"]]);
+      headers.append("Set-Cookie", "b=2");
+      return new Response("<p>", { status: 201, headers });
+    },
+    "/typed": () =>
+      new Response(new Uint8Array([0x89, 0x50]), { headers: { "Content-Type": "image/png" } }),
+  };
+  await withServer({
+    heartbeat: false,
+    fetch(request) {
+      return responses[new URL(request.url).pathname]?.();
+    },
+  }, async ({ port }) => {
+    const head = "HTTP/1.1 200 OK\r\nConnection: close\r\n";
+    assert.equal(
+      await exchange(port, get("/string")),
+      head + "Content-Length: 2\r\ncontent-type: text/plain;charset=UTF-8\r\n\r\nhi",
+    );
+    assert.equal(await exchange(port, get("/bytes")), head + "Content-Length: 1\r\n\r\n\x01");
+    // RFC 9110 §8.6: a 204 has no Content-Length.
+    assert.equal(
+      await exchange(port, get("/empty")),
+      "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n",
+    );
+    // Headers sorted by name, Set-Cookie in place.
+    assert.equal(
+      await exchange(port, get("/headers")),
+      "HTTP/1.1 201 Created\r\nConnection: close\r\nContent-Length: 3\r\n" +
+        "content-type: text/plain;charset=UTF-8\r\nset-cookie: a=1\r\nset-cookie: b=2\r\n" +
+        "x-a: 2\r\nx-b: 1\r\n\r\n<p>",
+    );
+    assert.equal(
+      await exchange(port, get("/typed")),
+      head + "Content-Length: 2\r\ncontent-type: image/png\r\n\r\n\x89\x50",
+    );
+    // HEAD: the GET response's head, Content-Type included, and no body.
+    assert.equal(
+      await exchange(port, get("/string", "HEAD")),
+      head + "Content-Length: 2\r\ncontent-type: text/plain;charset=UTF-8\r\n\r\n",
+    );
+  });
+});
+
+test("parity: a refusal from the upgrade hook is the same bytes on every runtime", async () => {
+  await withServer({
+    heartbeat: false,
+    upgrade(request) {
+      if (request.url.pathname === "/text") {
+        return new Response("Who are you?", {
+          status: 401,
+          headers: { "WWW-Authenticate": "Bearer", "Set-Cookie": "s=1" },
+        });
+      }
+      return new Response(new Uint8Array([0xff]), { status: 403 });
+    },
+  }, async ({ port }) => {
+    assert.equal(
+      await exchange(port, upgradeRequest({ path: "/text" })),
+      "HTTP/1.1 401 Unauthorized\r\nConnection: close\r\nContent-Length: 12\r\n" +
+        "content-type: text/plain;charset=UTF-8\r\nset-cookie: s=1\r\n" +
+        "www-authenticate: Bearer\r\n\r\nWho are you?",
+    );
+    assert.equal(
+      await exchange(port, upgradeRequest({ path: "/bytes" })),
+      "HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Length: 1\r\n\r\n\xff",
+    );
   });
 });

@@ -32,6 +32,7 @@ import type { UpgradeAccept, UpgradeResult } from "./options.ts";
 import { Outbox, type OutboxOwner } from "./outbox.ts";
 import type { ResolvedOptions, ServerCore } from "./server_core.ts";
 import { RateLimiter } from "./rate_limit.ts";
+import { readResponse, responseHeaders } from "./response_headers.ts";
 import { prometheusText, type TrafficCounts } from "./stats.ts";
 import type { Subscriber } from "./topics.ts";
 import type { Transport, TransportHandler } from "./transport.ts";
@@ -951,25 +952,19 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
 
   /** Writes a `Response` (its body read whole), then closes. */
   #respond(response: Response, headOnly: boolean): void {
-    response.arrayBuffer().then(
-      (body) => {
+    readResponse(response).then(
+      ({ body, type }) => {
         if (this.#gone) return;
-        const headers: Array<[string, string]> = [];
-        response.headers.forEach((value, name) => {
-          // We frame the body ourselves and close after it.
-          if (name !== "content-length" && name !== "connection" && name !== "transfer-encoding") {
-            headers.push([name, value]);
-          }
-        });
         let bytes: Uint8Array;
         try {
-          bytes = httpResponse(response.status, headers, new Uint8Array(body));
+          const headers = responseHeaders(response.headers, type, body);
+          bytes = httpResponse(response.status, headers, body);
         } catch (error) {
           this.#hookFailed(error);
           return;
         }
         // A response to HEAD has the headers of the GET response and no body (RFC 9110 §9.3.2).
-        if (headOnly) bytes = bytes.subarray(0, bytes.length - body.byteLength);
+        if (headOnly) bytes = bytes.subarray(0, bytes.length - body.length);
         // (A refusal from the upgrade hook was counted when it was decided.)
         if (this.#plainHttp) this.#server.counters.httpResponse(response.status);
         this.transport.write(bytes, false);

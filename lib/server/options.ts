@@ -117,6 +117,14 @@ export interface ServeOptions<T = undefined> {
    * reports the error. Each response closes its connection (`Connection: close`). Request
    * bodies need a Content-Length (chunked requests get 501) of at most `maxRequestBodySize`
    * (413 above it). Without this handler such requests get 426 Upgrade Required.
+   *
+   * A response (here or from the upgrade hook) is written with its body read whole, our
+   * `Content-Length`, and its headers sorted by name: the same bytes on every runtime. Its
+   * Content-Type is the Fetch standard's: `new Response("text")` has
+   * `text/plain;charset=UTF-8`, bytes and streams none. A runtime that leaves a body's type
+   * out of `response.headers` and cannot tell a string from bytes (Bun) gets that type for a
+   * body that is text (valid UTF-8 without control bytes) and none otherwise; set
+   * Content-Type yourself to be sure.
    */
   fetch?(
     request: Request,
