@@ -228,6 +228,98 @@ test("stats: refusals are counted by status", async () => {
   });
 });
 
+test("stats: plain HTTP responses are counted by status apart from refused upgrade requests", async () => {
+  const errors = new Queue<unknown>();
+  await withServer({
+    heartbeat: false,
+    metricsPath: "/metrics",
+    upgrade(request) {
+      if (request.pathname === "/private") return new Response("no", { status: 401 });
+    },
+    fetch(request) {
+      const path = new URL(request.url).pathname;
+      if (path === "/ok") return new Response("ok");
+      if (path === "/boom") throw new Error("boom");
+    },
+    error: (error) => errors.push(error),
+  }, async (harness) => {
+    const { server } = harness;
+    const get = (path: string) => `GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`;
+    assert.equal(await refused(harness, get("/ok")), 200);
+    assert.equal(await refused(harness, get("/ok")), 200);
+    assert.equal(await refused(harness, get("/missing")), 404);
+    assert.equal(await refused(harness, get("/boom")), 500);
+    assert.equal((await errors.next("the fetch error") as Error).message, "boom");
+    assert.equal(
+      await refused(harness, "POST /ok HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"),
+      501,
+    );
+    assert.equal(await refused(harness, upgradeRequest({ path: "/private" })), 401);
+    assert.equal(await refused(harness, upgradeRequest({ key: "short" })), 400);
+    const stats = server.stats();
+    assert.deepEqual(stats.httpResponses, { "200": 2, "404": 1, "500": 1, "501": 1 });
+    assert.deepEqual(stats.refused, { "400": 1, "401": 1 });
+    assert.equal(stats.httpRequests, 5);
+    // The metrics request is plain HTTP: counted once answered, and not handshaking meanwhile.
+    const client = await harness.connect();
+    await client.write(get("/metrics"));
+    const response = await client.response();
+    assert.equal(response.status, 200);
+    const metrics = new TextDecoder().decode(response.body);
+    assert.match(metrics, /^sluice_handshaking 0$/m);
+    assert.match(metrics, /^sluice_http_responses_total\{status="404"\} 1$/m);
+    assert.match(metrics, /^sluice_http_responses_total\{status="200"\} 2$/m);
+    assert.match(metrics, /^sluice_refused_total\{status="401"\} 1$/m);
+    assert.doesNotMatch(metrics, /sluice_refused_total\{status="(404|500|501|200)"\}/);
+    await client.waitClosed();
+    assert.deepEqual(server.stats().httpResponses, { "200": 3, "404": 1, "500": 1, "501": 1 });
+    // A snapshot is a copy.
+    server.stats().httpResponses["200"] = 99;
+    assert.equal(server.stats().httpResponses["200"], 3);
+  });
+});
+
+test("stats: handshaking counts heads being read and upgrades awaiting the hook, not plain requests", async () => {
+  const hook = deferred<void>();
+  const answer = deferred<void>();
+  const hookCalled = deferred<void>();
+  const fetchCalled = deferred<void>();
+  await withServer({
+    heartbeat: false,
+    async upgrade() {
+      hookCalled.resolve();
+      await hook.promise;
+    },
+    async fetch() {
+      fetchCalled.resolve();
+      await answer.promise;
+      return new Response("late");
+    },
+  }, async ({ connect, server }) => {
+    // A plain request whose answer is pending is not a handshake.
+    const plain = await connect();
+    await plain.write("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n");
+    await fetchCalled.promise;
+    assert.equal(server.stats().handshaking, 0);
+    // A head not yet complete is (it cannot be told from an upgrade yet).
+    const partial = await connect();
+    await partial.write("GET / HTTP/1.1\r\nHost: x\r\n");
+    await waitFor(() => server.stats().handshaking === 1, "the partial head counted");
+    // An upgrade request waiting for the hook is.
+    const upgrading = await connect();
+    await upgrading.write(upgradeRequest());
+    await hookCalled.promise;
+    assert.equal(server.stats().handshaking, 2);
+    answer.resolve();
+    assert.equal((await plain.response()).status, 200);
+    hook.resolve();
+    assert.equal((await upgrading.response()).status, 101);
+    assert.equal(server.stats().handshaking, 1, "only the partial head is left");
+    partial.destroy();
+    await waitFor(() => server.stats().handshaking === 0, "the partial head gone");
+  });
+});
+
 test("stats: a connection over maxConnections is refused with 503 and counted", async () => {
   await withServer({ ...echo, maxConnections: 1 }, async (harness) => {
     await harness.open();

@@ -5,7 +5,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { WebSocketError } from "../mod.ts";
-import { Op, parseClose, text, upgradeRequest } from "./_client.ts";
+import { type Frame, Op, parseClose, type RawClient, text, upgradeRequest } from "./_client.ts";
 import { Queue, withServer } from "./_harness.ts";
 
 test("timeouts: a client that never finishes its request is dropped; others still connect", async () => {
@@ -103,6 +103,99 @@ test("heartbeat: a peer that answers no ping is dropped and reported 1006", asyn
     assert.ok(error instanceof WebSocketError);
     assert.equal(error.code, "WS_ERR_HEARTBEAT_TIMEOUT");
     await client.waitClosed(3000);
+  });
+});
+
+/** Reads frames for `ms`, answering each ping with a pong; returns the frames that were not pings. */
+async function answerPings(
+  client: RawClient,
+  ms: number,
+): Promise<{ pings: number; others: Frame[] }> {
+  const deadline = Date.now() + ms;
+  let pings = 0;
+  const others: Frame[] = [];
+  while (Date.now() < deadline && others.length === 0) {
+    let frame: Frame;
+    try {
+      frame = await client.nextFrame(Math.max(1, deadline - Date.now()));
+    } catch (error) {
+      if (client.isClosed) throw error;
+      break; // No frame before the deadline.
+    }
+    if (frame.opcode === Op.Ping) {
+      pings++;
+      await client.sendFrame(Op.Pong, frame.payload);
+    } else {
+      others.push(frame);
+    }
+  }
+  return { pings, others };
+}
+
+test("idle: a quiet client that answers heartbeat pings stays open well past idleTimeout", async () => {
+  const closes = new Queue<number>();
+  await withServer({
+    idleTimeout: 250,
+    heartbeat: { interval: 50, timeout: 1000 },
+    message(ws, data) {
+      ws.send(data);
+    },
+    close: (_ws, code) => closes.push(code),
+  }, async ({ open }) => {
+    const { client } = await open();
+    const { pings, others } = await answerPings(client, 1000);
+    assert.deepEqual(others.map((frame) => frame.opcode), [], "no Close frame, nothing but pings");
+    assert.ok(pings >= 3, `${pings} pings answered`);
+    assert.equal(closes.items.length, 0);
+    await client.sendFrame(Op.Text, "still open");
+    let frame = await client.nextFrame();
+    while (frame.opcode === Op.Ping) frame = await client.nextFrame();
+    assert.equal(text(frame.payload), "still open");
+  });
+});
+
+test("idle: a client that only sends pings, with the heartbeat off, stays open past idleTimeout", async () => {
+  await withServer({
+    idleTimeout: 250,
+    heartbeat: false,
+    message(ws, data) {
+      ws.send(data);
+    },
+  }, async ({ open }) => {
+    const { client } = await open();
+    const started = Date.now();
+    while (Date.now() - started < 1000) {
+      await client.sendFrame(Op.Ping, "alive");
+      const pong = await client.nextFrame();
+      assert.equal(pong.opcode, Op.Pong, "a pong, not a Close frame");
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    await client.sendFrame(Op.Text, "still open");
+    assert.equal(text((await client.nextFrame()).payload), "still open");
+  });
+});
+
+test("idle: a client that answers no ping is dropped by the heartbeat, not closed as idle", async () => {
+  const closes = new Queue<number>();
+  const errors = new Queue<unknown>();
+  await withServer({
+    idleTimeout: 5000,
+    heartbeat: { interval: 50, timeout: 150 },
+    close: (_ws, code) => closes.push(code),
+    error: (error) => errors.push(error),
+  }, async ({ open }) => {
+    const { client } = await open();
+    const started = Date.now();
+    assert.equal((await client.nextFrame()).opcode, Op.Ping); // and no answer
+    assert.equal(await closes.next("the close handler"), 1006);
+    const error = await errors.next("the error handler");
+    assert.ok(error instanceof WebSocketError);
+    assert.equal(error.code, "WS_ERR_HEARTBEAT_TIMEOUT");
+    assert.equal(error.closeCode, 1006);
+    assert.equal(error.message, "No answer to a ping within 150 ms");
+    await client.waitClosed();
+    assert.ok(Date.now() - started < 5000, "dropped before the idle timeout");
+    await assert.rejects(client.nextFrame(100), "no Close frame: the connection was dropped");
   });
 });
 

@@ -97,6 +97,11 @@ export const ErrorCodes = {
   WS_ERR_CLOSE_TIMEOUT: 1006,
   /** The TCP connection broke or ended before the closing handshake. */
   WS_ERR_CONNECTION_LOST: 1006,
+  /**
+   * A connection dropped its first message to `maxBackpressure` (reported once per connection).
+   * Under the policy `"drop"` it stays open; under `"close"` it is closed with this code.
+   */
+  WS_ERR_BACKPRESSURE_DROP: 1008,
 } as const;
 
 /** A stable error code string, such as `"WS_ERR_INVALID_UTF8"`. */

@@ -1140,7 +1140,8 @@ export function refusalResponse(refusal: HandshakeRefusal): Uint8Array {
 
 /**
  * The bytes of a complete HTTP/1.1 response after which the server closes the connection:
- * the status line, `Connection: close`, `Content-Length`, the given headers, then the body.
+ * the status line, `Connection: close`, `Content-Length` (except for 1xx, 204 and 304, which
+ * have no body), the given headers, then the body.
  * Refused handshakes and the upgrade hook's `Response` are written with it.
  *
  * @param status An HTTP status code (100–599).
@@ -1150,6 +1151,7 @@ export function refusalResponse(refusal: HandshakeRefusal): Uint8Array {
  * @throws {TypeError} If a header name is not a token, or a value holds CR, LF, NUL or a
  * character above U+00FF.
  * @throws {RangeError} If the status is not an integer from 100 to 599.
+ * @throws {TypeError} If a 1xx, 204 or 304 response is given a body.
  *
  * @example
  * ```ts
@@ -1166,8 +1168,14 @@ export function httpResponse(
   if (!Number.isInteger(status) || status < 100 || status > 599) {
     throw new RangeError(`Cannot write the response: ${status} is not an HTTP status code`);
   }
+  // RFC 9110 §8.6: no Content-Length in a 1xx or 204 response, nor in a 304 (whose would be
+  // the length of a 200's content); RFC 9112 §6.3: none of them has content.
+  const bodiless = status < 200 || status === 204 || status === 304;
+  if (bodiless && body.length !== 0) {
+    throw new TypeError(`Cannot write the response: a ${status} response has no body`);
+  }
   const text = `HTTP/1.1 ${status} ${REASONS[status] ?? ""}\r\nConnection: close\r\n` +
-    `Content-Length: ${body.length}\r\n${extraHeaders(headers)}\r\n`;
+    (bodiless ? "" : `Content-Length: ${body.length}\r\n`) + `${extraHeaders(headers)}\r\n`;
   const out = new Uint8Array(text.length + body.length);
   out.set(body, writeLatin1(text, out, 0));
   return out;

@@ -854,6 +854,27 @@ describe("responses", () => {
     assert.throws(() => httpResponse(400, [["Bad Name", "x"]], new Uint8Array(0)), TypeError);
   });
 
+  it("writes no Content-Length and no body for 1xx, 204 and 304 (RFC 9110 §8.6)", () => {
+    assert.equal(
+      latin1(httpResponse(204, [["X-A", "1"]], new Uint8Array(0))),
+      "HTTP/1.1 204 No Content\r\nConnection: close\r\nX-A: 1\r\n\r\n",
+    );
+    assert.equal(
+      latin1(httpResponse(103, [], new Uint8Array(0))),
+      "HTTP/1.1 103 \r\nConnection: close\r\n\r\n",
+    );
+    assert.throws(() => httpResponse(204, [], bytes("x")), {
+      name: "TypeError",
+      message: "Cannot write the response: a 204 response has no body",
+    });
+    assert.equal(
+      latin1(httpResponse(304, [["ETag", '"x"']], new Uint8Array(0))),
+      'HTTP/1.1 304 Not Modified\r\nConnection: close\r\nETag: "x"\r\n\r\n',
+    );
+    // 205 keeps it: a zero length says there is no content.
+    assert.match(latin1(httpResponse(205, [], new Uint8Array(0))), /\r\nContent-Length: 0\r\n/);
+  });
+
   it("writes an empty reason phrase for an unknown status, and refuses a non-status", () => {
     const text = latin1(refusalResponse({ status: 499, message: "", headers: [] }));
     assert.ok(text.startsWith("HTTP/1.1 499 \r\n"));

@@ -38,6 +38,7 @@ import {
 import { Outbox, type OutboxOwner } from "./outbox.ts";
 import type { ResolvedOptions, ServerCore } from "./server_core.ts";
 import { RateLimiter } from "./rate_limit.ts";
+import { readResponse, responseHeaders } from "./response_headers.ts";
 import { prometheusText, type TrafficCounts } from "./stats.ts";
 import type { Subscriber } from "./topics.ts";
 import type { Transport, TransportHandler } from "./transport.ts";
@@ -79,7 +80,8 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
   /** Over the server's connection limit: the request gets 503. */
   #overLimit: boolean;
   // Times on the server's coarse clock (ms): when the connection came, when anything last
-  // arrived, when a data message last went either way, when our unanswered ping left (0: none).
+  // arrived, when a data message last went either way or a ping or pong came (the idle clock),
+  // when our unanswered ping left (0: none).
   #acceptedAt: number;
   #lastReceive: number;
   #lastMessage: number;
@@ -95,6 +97,10 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
   #messagesOut = 0;
   #bytesIn = 0;
   #urgentBytes = 0;
+  /** The 101 response's bytes, which the outbox counts but stats do not (frames only). */
+  #responseBytes = 0;
+  /** The request is a plain HTTP one (for `fetch` or the metrics path), not an upgrade. */
+  #plainHttp = false;
   /** The plain HTTP request is a HEAD: responses go without their body. */
   #headOnly = false;
   /** A plain HTTP request whose body is still arriving. */
@@ -140,7 +146,7 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
         options.handshakeTimeout !== 0 && now - this.#acceptedAt > options.handshakeTimeout &&
         (this.#head !== undefined || this.#pending !== undefined || this.#http !== undefined)
       ) {
-        this.#server.refused(408);
+        this.#countResponse(408);
         this.terminate();
       }
       return;
@@ -172,6 +178,15 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
       this.#pingStarted = performance.now();
       protocol.sendControl(0x9, EMPTY);
     }
+  }
+
+  /**
+   * In the opening handshake: reading the request head, or an upgrade request waiting for the
+   * upgrade hook (see `ServerStats.handshaking`).
+   */
+  get handshaking(): boolean {
+    return this.#protocol === undefined &&
+      (this.#head !== undefined || this.#pending !== undefined);
   }
 
   /** The last measured round trip of a heartbeat ping, in ms. */
@@ -323,7 +338,10 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
       messagesIn: this.#messagesIn,
       messagesOut: this.#messagesOut,
       bytesIn: this.#bytesIn,
-      bytesOut: this.#protocol === undefined ? 0 : this.#outbox.written + this.#urgentBytes,
+      // The 101 leaves first: until it has, nothing has been written.
+      bytesOut: this.#protocol === undefined
+        ? 0
+        : Math.max(0, this.#outbox.written - this.#responseBytes) + this.#urgentBytes,
       compressedIn: compression?.compressedIn ?? 0,
       rawIn: compression?.rawIn ?? 0,
       rawOut: compression?.rawOut ?? 0,
@@ -372,6 +390,7 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
 
   /** @internal */
   onPing(payload: Uint8Array): void {
+    this.#lastMessage = this.#server.now; // A peer that pings is not idle (see idleTimeout).
     // A ping flood costs a pong each: pings count as messages (the pong has gone already).
     if (this.#limiter !== undefined && !this.#admit()) return;
     this.#notify(this.#options.ping, payload);
@@ -379,6 +398,7 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
 
   /** @internal */
   onPong(payload: Uint8Array): void {
+    this.#lastMessage = this.#server.now; // An answered heartbeat is not idleness.
     if (this.#pingSentAt !== 0 && payload.length === 0) {
       this.#latency = performance.now() - this.#pingStarted;
       this.#pingSentAt = 0;
@@ -449,7 +469,12 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
 
   /** @internal */
   get bufferedAmount(): number {
-    return this.#outbox.corked + this.transport.bufferedAmount;
+    return this.#outbox.corked - this.#corkedResponse + this.transport.bufferedAmount;
+  }
+
+  /** The 101 response's bytes while they are corked (it leaves first): not data queued. */
+  get #corkedResponse(): number {
+    return this.#outbox.written === 0 ? this.#responseBytes : 0;
   }
 
   /** @internal */
@@ -479,7 +504,7 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
   /** Over `maxBackpressure`: the message is dropped, and the policy applies. */
   #overBackpressure(): boolean {
     if (this.bufferedAmount <= this.#options.maxBackpressure) return false;
-    this.#dropped++;
+    if (this.#dropped++ === 0) this.#reportFirstDrop();
     this.#backpressured = true;
     const counters = this.#server.counters;
     counters.droppedMessages++;
@@ -488,6 +513,30 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
       this.startClose(1008, "Backpressure limit");
     }
     return true;
+  }
+
+  /**
+   * Says once per connection that it dropped a message: a drop is otherwise silent, and a
+   * sender that ignores SendStatus loses messages (its last ones too) without knowing.
+   */
+  #reportFirstDrop(): void {
+    const { maxBackpressure, backpressurePolicy } = this.#options;
+    const error = new WebSocketError(
+      "WS_ERR_BACKPRESSURE_DROP",
+      `A message was dropped: more than maxBackpressure (${maxBackpressure} bytes) is queued ` +
+        "for this connection. To lose none, stop sending when a send returns " +
+        "SendStatus.Backpressure and go on in the drain handler or after await ws.flushed(), " +
+        "or raise maxBackpressure. " +
+        (backpressurePolicy === "close"
+          ? 'The connection is closed with 1008 (backpressurePolicy "close").'
+          : "Further drops on this connection are counted in ws.droppedMessages, not reported."),
+    );
+    // After the send or publish returns: application code must not run inside a send, nor in
+    // the middle of a publish's pass over its subscribers.
+    queueMicrotask(() => {
+      if (this.#options.error !== undefined) this.#reportError(error);
+      else console.warn(`sluice: ${this.#address}: ${error.message}`);
+    });
   }
 
   #sendStatus(): SendStatus {
@@ -587,7 +636,8 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
     // The socket has not taken everything, or this tick's sends already pass the high-water
     // mark (sends in one tick are corked, so the socket has not seen them yet).
     return this.transport.bufferedAmount !== 0 ||
-      this.#outbox.corked > Math.min(HIGH_WATER_MARK, this.#options.maxBackpressure);
+      this.#outbox.corked - this.#corkedResponse >
+        Math.min(HIGH_WATER_MARK, this.#options.maxBackpressure);
   }
 
   /** @internal */
@@ -738,7 +788,11 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
       this.#hookFailed(error);
       return;
     }
-    this.transport.write(response, false);
+    // Corked with what `open` sends in this tick: one socket write for both, and the first
+    // sends see no bytes of the response still in the socket (the same status on Deno, whose
+    // writes complete later, as on Bun).
+    this.#outbox.writeBytes(response);
+    this.#responseBytes = response.length;
     const agreement = this.#deflate;
     const setup = this.#options.deflate;
     this.#lastMessage = this.#server.now;
@@ -785,6 +839,7 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
 
   #startHttp(head: RequestHead, rest: Uint8Array): void {
     this.#server.counters.httpRequests++;
+    this.#plainHttp = true;
     this.#headOnly = head.method === "HEAD";
     let length = 0;
     let lengthSeen = false;
@@ -897,7 +952,8 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
   }
 
   #refuse(refusal: HandshakeRefusal): void {
-    this.#server.refused(refusal.status);
+    this.#countResponse(refusal.status);
+    this.#pending = undefined; // No longer in the handshake: later bytes are ignored.
     let bytes = refusalResponse(refusal);
     // A response to HEAD has no body (RFC 9110 §9.3.2).
     if (this.#headOnly) bytes = bytes.subarray(0, bytes.length - utf8Length(refusal.message));
@@ -908,37 +964,27 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
 
   #refuseWith(response: Response): void {
     this.#server.refused(response.status);
+    this.#pending = undefined; // No longer in the handshake: later bytes are ignored.
     this.#respond(response, false);
   }
 
   /** Writes a `Response` (its body read whole), then closes. */
   #respond(response: Response, headOnly: boolean): void {
-    let body: Promise<ArrayBuffer>;
-    try {
-      body = response.arrayBuffer();
-    } catch (error) {
-      this.#hookFailed(error);
-      return;
-    }
-    body.then(
-      (body) => {
+    readResponse(response).then(
+      ({ body, type }) => {
         if (this.#gone) return;
-        const headers: Array<[string, string]> = [];
-        response.headers.forEach((value, name) => {
-          // We frame the body ourselves and close after it.
-          if (name !== "content-length" && name !== "connection" && name !== "transfer-encoding") {
-            headers.push([name, value]);
-          }
-        });
         let bytes: Uint8Array;
         try {
-          bytes = httpResponse(response.status, headers, new Uint8Array(body));
+          const headers = responseHeaders(response.headers, type, body);
+          bytes = httpResponse(response.status, headers, body);
         } catch (error) {
           this.#hookFailed(error);
           return;
         }
         // A response to HEAD has the headers of the GET response and no body (RFC 9110 §9.3.2).
-        if (headOnly) bytes = bytes.subarray(0, bytes.length - body.byteLength);
+        if (headOnly) bytes = bytes.subarray(0, bytes.length - body.length);
+        // (A refusal from the upgrade hook was counted when it was decided.)
+        if (this.#plainHttp) this.#server.counters.httpResponse(response.status);
         this.transport.write(bytes, false);
         this.transport.end();
         this.#startTimer();
@@ -947,6 +993,12 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
         if (!this.#gone) this.#hookFailed(error);
       },
     );
+  }
+
+  /** Counts a response: a plain HTTP one by status, else a refused upgrade request. */
+  #countResponse(status: number): void {
+    if (this.#plainHttp) this.#server.counters.httpResponse(status);
+    else this.#server.refused(status);
   }
 
   #hookFailed(error: unknown): void {

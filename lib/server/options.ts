@@ -184,6 +184,14 @@ export interface ServeBaseOptions<T = undefined> {
    * response closes its connection (`Connection: close`). Request bodies need a Content-Length
    * (chunked requests get 501) of at most `maxRequestBodySize` (413 above it). Without this
    * handler such requests get 426 Upgrade Required.
+   *
+   * A response (here or from the upgrade hook) is written with its body read whole, our
+   * `Content-Length`, and its headers sorted by name: the same bytes on every runtime. Its
+   * Content-Type is the Fetch standard's: `new Response("text")` has
+   * `text/plain;charset=UTF-8`, bytes and streams none. A runtime that leaves a body's type
+   * out of `response.headers` and cannot tell a string from bytes (Bun) gets that type for a
+   * body that is text (valid UTF-8 without control bytes) and none otherwise; set
+   * Content-Type yourself to be sure.
    */
   fetch?(
     request: Request,
@@ -283,8 +291,15 @@ export interface ServeBaseOptions<T = undefined> {
    */
   handshakeTimeout?: number;
   /**
-   * Milliseconds without a data message either way after which the server closes the
-   * connection with 1001 ("Idle timeout"). Pings and pongs do not count. 0 disables.
+   * Milliseconds without a data message either way, and without a ping or pong from the peer,
+   * after which the server closes the connection with 1001 ("Idle timeout"). 0 disables.
+   *
+   * The peer's pings and pongs count: a peer that answers the heartbeat's pings (browsers do,
+   * without the page's help) is alive and wants the connection, and closing it for being quiet
+   * would only make an open but idle page reconnect. Dead peers are the heartbeat's to drop.
+   * So with the heartbeat on, this closes only peers that neither send nor answer for this
+   * long; to close connections that carry no messages whatever their pongs, time them in
+   * `message`. Our own pings do not count.
    * @default {120000} (as Bun's server)
    */
   idleTimeout?: number;

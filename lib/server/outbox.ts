@@ -264,6 +264,24 @@ export class Outbox {
     this.#markDirty();
   }
 
+  /**
+   * Adds bytes that are not a frame (the opening handshake's 101 response), in order with the
+   * frames corked around them: the response and the frames sent in the same tick (by `open`)
+   * leave in one socket write.
+   *
+   * @param bytes The bytes; copied, so the caller may reuse them.
+   */
+  writeBytes(bytes: Uint8Array): void {
+    if (this.#lone !== undefined) this.#absorbLone();
+    else if (this.#runStart >= 0) this.#absorbRun();
+    const length = bytes.length;
+    this.#reserve(length);
+    this.#buffer!.set(bytes, this.#end);
+    this.#end += length;
+    this.#corked += length;
+    this.#markDirty();
+  }
+
   /** The run of shared frames gets company: it is copied into our buffer. */
   #absorbRun(): void {
     const start = this.#runStart;

@@ -396,6 +396,45 @@ describe("Outbox.writeShared", () => {
   });
 });
 
+describe("Outbox.writeBytes", () => {
+  it("raw bytes and the frames corked behind them leave in one write, in order", async () => {
+    const { outbox, transport, flushes } = setup();
+    const head = new TextEncoder().encode("HTTP/1.1 101 Switching Protocols\r\n\r\n");
+    outbox.writeBytes(head);
+    head.fill(0); // Copied: the caller may reuse its bytes.
+    const payload = new TextEncoder().encode("hi");
+    outbox.writeFrame(Opcode.Text, true, false, payload, false);
+    const shared = new PreparedMessage("all");
+    outbox.writeShared(shared.frame);
+    assert.equal(outbox.corked, 36 + 4 + shared.frame.length);
+    assert.equal(transport.writes.length, 0, "corked until the end of the tick");
+    await microtasks();
+    assert.equal(transport.writes.length, 1);
+    assert.equal(
+      toHex(transport.all),
+      toHex(
+        concat(
+          new TextEncoder().encode("HTTP/1.1 101 Switching Protocols\r\n\r\n"),
+          frameOf(Opcode.Text, payload),
+          shared.frame,
+        ),
+      ),
+    );
+    assert.equal(flushes(), 1);
+    assert.equal(outbox.written, 36 + 4 + shared.frame.length);
+  });
+
+  it("bytes behind a lone shared frame keep their place after it", async () => {
+    const { outbox, transport } = setup();
+    const large = new PreparedMessage(pattern(ZERO_COPY_THRESHOLD, 4));
+    outbox.writeShared(large.frame);
+    const bytes = pattern(100, 5);
+    outbox.writeBytes(bytes);
+    await microtasks();
+    assert.ok(sameBytes(transport.all, concat(large.frame, bytes)));
+  });
+});
+
 describe("Outbox flush failures", () => {
   it("a transport that throws does not stop the other outboxes' flush, nor later ticks'", async () => {
     const bad = setup();

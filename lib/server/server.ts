@@ -336,8 +336,8 @@ class Core<T> implements ServerCore<T> {
     addTraffic(traffic, counters.closed);
     let handshaking = 0;
     for (const connection of this.connections) {
-      if (connection.webSocket === undefined) handshaking++;
-      else addTraffic(traffic, connection.traffic());
+      if (connection.webSocket !== undefined) addTraffic(traffic, connection.traffic());
+      else if (connection.handshaking) handshaking++;
     }
     return {
       connections: this.open,
@@ -345,6 +345,7 @@ class Core<T> implements ServerCore<T> {
       accepted: counters.accepted,
       refused: { ...counters.refused },
       httpRequests: counters.httpRequests,
+      httpResponses: { ...counters.httpResponses },
       ...traffic,
       compressionRatio: traffic.rawOut === 0 ? 0 : traffic.compressedOut / traffic.rawOut,
       backpressureEvents: counters.backpressureEvents,

@@ -35,14 +35,30 @@ export interface TrafficCounts {
 export interface ServerStats extends TrafficCounts {
   /** WebSocket connections open now. */
   connections: number;
-  /** TCP connections in their handshake now (or an HTTP request being answered). */
+  /**
+   * TCP connections in the opening handshake now: reading their request head, or an upgrade
+   * request waiting for the upgrade hook's answer. A connection whose head is not complete
+   * counts, although it may turn out to be a plain HTTP request: until then the server cannot
+   * tell, and a slow head is what `handshakeTimeout` guards against. Plain HTTP requests being
+   * read or answered do not count, nor connections already refused and closing.
+   */
   handshaking: number;
   /** Handshakes completed. */
   accepted: number;
-  /** Requests refused, by HTTP status: `{ "403": 2, "503": 1 }` (408: handshake timeout). */
+  /**
+   * Upgrade requests refused, by HTTP status: `{ "403": 2, "503": 1 }` (408: handshake timeout;
+   * a head that is not a valid request, or a plain request with no `fetch` to answer it, 400
+   * or 426). Plain HTTP responses are in `httpResponses`.
+   */
   refused: Record<string, number>;
   /** Plain HTTP requests received (for the `fetch` handler or the metrics path), refused ones too. */
   httpRequests: number;
+  /**
+   * Responses to plain HTTP requests, by status: `{ "200": 9, "404": 1 }`, the server's own
+   * included (404 when `fetch` returns nothing, 500 when it throws, 400, 413 or 501 for a
+   * request it cannot take; 408 counts a body that did not arrive in time).
+   */
+  httpResponses: Record<string, number>;
   /**
    * Compressed size over raw size of what was sent compressed (0 when nothing was): 0.25 means
    * compression saved three quarters.
@@ -103,6 +119,8 @@ export class ServerCounters {
   readonly refused: Record<string, number> = {};
   /** Plain HTTP requests received. */
   httpRequests = 0;
+  /** Plain HTTP responses by status. */
+  readonly httpResponses: Record<string, number> = {};
   /** See {@linkcode ServerStats.backpressureEvents}. */
   backpressureEvents = 0;
   /** See {@linkcode ServerStats.droppedMessages}. */
@@ -124,6 +142,15 @@ export class ServerCounters {
    */
   refuse(status: number): void {
     this.refused[status] = (this.refused[status] ?? 0) + 1;
+  }
+
+  /**
+   * Counts a response to a plain HTTP request.
+   *
+   * @param status The HTTP status sent.
+   */
+  httpResponse(status: number): void {
+    this.httpResponses[status] = (this.httpResponses[status] ?? 0) + 1;
   }
 
   /**
@@ -177,15 +204,21 @@ export function prometheusText(stats: ServerStats, prefix = "sluice"): string {
     else for (const [labels, v] of value) lines.push(`${full}{${labels}} ${v}`);
   };
   metric("connections", "gauge", "WebSocket connections open.", stats.connections);
-  metric("handshaking", "gauge", "TCP connections in their handshake.", stats.handshaking);
+  metric("handshaking", "gauge", "TCP connections in the opening handshake.", stats.handshaking);
   metric("accepted_total", "counter", "Handshakes completed.", stats.accepted);
   metric(
     "refused_total",
     "counter",
-    "Requests refused, by HTTP status.",
+    "Upgrade requests refused, by HTTP status.",
     Object.entries(stats.refused).map(([status, n]) => [`status="${status}"`, n]),
   );
   metric("http_requests_total", "counter", "Plain HTTP requests received.", stats.httpRequests);
+  metric(
+    "http_responses_total",
+    "counter",
+    "Responses to plain HTTP requests, by HTTP status.",
+    Object.entries(stats.httpResponses).map(([status, n]) => [`status="${status}"`, n]),
+  );
   metric("messages_total", "counter", "Data messages, by direction.", [
     ['direction="in"', stats.messagesIn],
     ['direction="out"', stats.messagesOut],
