@@ -51,6 +51,20 @@ const HIGH_WATER_MARK = 64 * 1024;
 /** Bytes a client may send ahead while the upgrade hook runs before reading pauses. */
 const PENDING_LIMIT = 64 * 1024;
 
+/**
+ * Frames of one connection decoded per turn of the event loop. Past them the connection stops
+ * reading and decodes the rest on a later turn, so that other connections' reads, accepts and
+ * handshakes interleave with a flood of small frames (100,000 pings in one burst). A turn of a
+ * connection that is not flooding (a few frames per chunk) never reaches it.
+ */
+const SLICE_FRAMES = 1024;
+
+// Why reading from the socket is held: a bit each; the socket is read while none is set.
+/** The protocol paused decoding (an inflate in flight, or `ws.pause()`). */
+const HOLD_PROTOCOL = 1;
+/** Fairness: this connection used its slice; it resumes on a later turn. */
+const HOLD_SLICE = 2;
+
 /** One accepted TCP connection. */
 export class Connection<T> implements TransportHandler, WebSocketDriver, Subscriber, OutboxOwner {
   readonly transport: Transport;
@@ -60,8 +74,11 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
   /** Bytes that arrived behind the request head while the upgrade hook ran. */
   #pending: Uint8Array[] | undefined;
   #pendingBytes = 0;
-  /** Reading is paused while the protocol waits for an asynchronous inflate. */
-  #inputHeld = false;
+  /** Why reading is held (HOLD_* bits); 0: the socket is read. */
+  #holds = 0;
+  /** A later turn is scheduled to decode the next slice. */
+  #sliceScheduled = false;
+  #nextSlice: (() => void) | undefined;
   /** permessage-deflate as negotiated in the handshake, if it was. */
   #deflate: DeflateAgreement | undefined;
   #protocol: Protocol | undefined;
@@ -145,7 +162,7 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
       return;
     }
     // A paused connection is not read, so its pongs could not be seen: no heartbeat then.
-    if (options.heartbeatInterval === 0 || this.#inputHeld) return;
+    if (options.heartbeatInterval === 0 || this.#holds !== 0) return;
     if (this.#pingSentAt !== 0) {
       // Anything from the peer since our ping shows it is alive; a pong also times the trip.
       if (this.#lastReceive > this.#pingSentAt) {
@@ -220,11 +237,46 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
       this.#rateLimit();
     }
     protocol.receive(chunk);
-    // An asynchronous inflate holds decoding: hold the socket too, so input cannot pile up.
-    if (protocol.paused && !this.#inputHeld) {
-      this.#inputHeld = true;
-      this.transport.pause();
-    }
+    if (protocol.paused || protocol.yielded) this.#holdInput(protocol);
+  }
+
+  /**
+   * Decoding stopped with input left: hold the socket too, so input cannot pile up. An
+   * asynchronous inflate or `ws.pause()` holds it until `onResumed`; a used slice until the
+   * next one, on a later turn.
+   */
+  #holdInput(protocol: Protocol): void {
+    if (protocol.paused) this.#hold(HOLD_PROTOCOL);
+    if (!protocol.yielded) return;
+    this.#hold(HOLD_SLICE);
+    if (this.#sliceScheduled) return;
+    this.#sliceScheduled = true;
+    // setImmediate (both runtimes have it) runs after the event loop has polled for I/O, so
+    // every other connection's pending reads and accepts come first.
+    setImmediate(this.#nextSlice ??= () => this.#decodeSlice());
+  }
+
+  /** The next slice of input held back since decoding yielded. */
+  #decodeSlice(): void {
+    this.#sliceScheduled = false;
+    if (this.#gone) return;
+    const protocol = this.#protocol!;
+    protocol.continue();
+    this.#holdInput(protocol);
+    if (!protocol.yielded) this.#release(HOLD_SLICE);
+  }
+
+  /** Stops reading from the socket for `reason` (a HOLD_* bit). */
+  #hold(reason: number): void {
+    if (this.#holds === 0) this.transport.pause();
+    this.#holds |= reason;
+  }
+
+  /** Clears `reason`; reading starts again once nothing holds it. */
+  #release(reason: number): void {
+    if ((this.#holds & reason) === 0) return;
+    this.#holds &= ~reason;
+    if (this.#holds === 0) this.transport.resume();
   }
 
   /** @internal */
@@ -390,8 +442,8 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
     // Report before ending the transport: Bun may close the socket inside end(), and the
     // transport's close must not be mistaken for a lost connection.
     this.#reportClose(code, reason);
-    // A failure during an inflate leaves reading held: read on, to see the peer's FIN.
-    this.onResumed();
+    // A failure during an inflate or a slice leaves reading held: read on, to see the peer's FIN.
+    this.#release(HOLD_PROTOCOL | HOLD_SLICE);
     this.#outbox.flush();
     this.transport.end();
     this.#startTimer();
@@ -399,10 +451,10 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
 
   /** @internal */
   onResumed(): void {
-    if (this.#inputHeld) {
-      this.#inputHeld = false;
-      this.transport.resume();
-    }
+    // Decoding went on at once, and may have used its slice doing so.
+    const protocol = this.#protocol;
+    if (protocol !== undefined && protocol.yielded) this.#holdInput(protocol);
+    this.#release(HOLD_PROTOCOL);
   }
 
   /** @internal */
@@ -562,10 +614,7 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
     const protocol = this.#protocol!;
     if (protocol.readyState === CLOSED) return;
     protocol.pause();
-    if (!this.#inputHeld) {
-      this.#inputHeld = true;
-      this.transport.pause();
-    }
+    this.#hold(HOLD_PROTOCOL);
   }
 
   /** @internal */
@@ -731,6 +780,7 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
       maxFragments: this.#options.maxFragments,
       streaming: this.#options.fragment !== undefined,
       copyBelow: this.transport.copyBelow,
+      sliceFrames: SLICE_FRAMES,
       deflate: agreement === undefined || setup === undefined ? undefined : new PerMessageDeflate(
         setup.engine,
         agreement.params,
