@@ -112,6 +112,8 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
   #http: { head: RequestHead; chunks: Uint8Array[]; received: number; length: number } | undefined;
   /** Rate limits on what the client sends, if the server sets any. */
   #limiter: RateLimiter | undefined;
+  /** The control-frame rate limit, made at the first ping or pong from the client. */
+  #controlLimiter: RateLimiter | undefined;
   #rateLimited = 0;
   /** The client's address: the TCP peer's, or the one trusted proxies forwarded for. */
   #address: string;
@@ -355,6 +357,31 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
     return false;
   }
 
+  /**
+   * Whether a ping or pong from the client is over `controlFrameLimit`: then the connection is
+   * failed with 1008. Each ping costs a pong (RFC 6455 §5.5.2) and neither is a message, so
+   * without this a client could keep the server busy answering for ever.
+   */
+  #controlFlood(): boolean {
+    const options = this.#options;
+    const rate = options.controlFrameRate;
+    if (rate === 0) return false;
+    const now = Date.now();
+    const limiter = this.#controlLimiter ??= new RateLimiter(
+      { messages: rate, burst: options.controlFrameBurst },
+      now,
+    );
+    if (limiter.takeMessage(now)) return false;
+    this.#server.counters.controlFloodCloses++;
+    this.#protocol!.fail(
+      new WebSocketError(
+        "WS_ERR_CONTROL_FLOOD",
+        `Too many pings and pongs: more than ${rate} per second`,
+      ),
+    );
+    return true;
+  }
+
   /** Over a rate limit: count, and close if that is the policy. */
   #rateLimit(): void {
     this.#rateLimited++;
@@ -418,6 +445,7 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
 
   /** @internal */
   onPing(payload: Uint8Array): void {
+    if (this.#controlFlood()) return;
     // A ping flood costs a pong each: pings count as messages (the pong has gone already).
     if (this.#limiter !== undefined && !this.#admit()) return;
     this.#notify(this.#options.ping, payload);
@@ -425,6 +453,7 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
 
   /** @internal */
   onPong(payload: Uint8Array): void {
+    if (this.#controlFlood()) return;
     if (this.#pingSentAt !== 0 && payload.length === 0) {
       this.#latency = performance.now() - this.#pingStarted;
       this.#pingSentAt = 0;
