@@ -253,9 +253,11 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
     this.#hold(HOLD_SLICE);
     if (this.#sliceScheduled) return;
     this.#sliceScheduled = true;
-    // setImmediate (both runtimes have it) runs after the event loop has polled for I/O, so
-    // every other connection's pending reads and accepts come first.
-    setImmediate(this.#nextSlice ??= () => this.#decodeSlice());
+    // A timer, not setImmediate: in Deno a chain of immediates (or of MessageChannel
+    // messages) holds off other sockets' reads for a hundred of them or more, while a timer
+    // lets the event loop poll for I/O first, in both runtimes. The timer's minimum delay
+    // costs only the connection that used its slice.
+    setTimeout(this.#nextSlice ??= () => this.#decodeSlice(), 0);
   }
 
   /** The next slice of input held back since decoding yielded. */
