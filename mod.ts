@@ -25,6 +25,7 @@ export { CloseCode, type ErrorCode, ErrorCodes, WebSocketError } from "./lib/pro
 export { isValidCloseCode } from "./lib/protocol/close.ts";
 export { Opcode } from "./lib/protocol/opcode.ts";
 export type {
+  ControlFrameLimitOptions,
   HttpRequestInfo,
   PerMessageDeflateOptions,
   ServeBaseOptions,

@@ -205,6 +205,8 @@ export class RawClient {
   #response: HttpResponse | undefined;
   #bodyLength = -1;
   #frames: Frame[] = [];
+  /** Where the next frame to read is in `#frames` (Array#shift is O(n) on long arrays). */
+  #framesHead = 0;
   #isClosed = false;
   #wake: (() => void) | undefined;
 
@@ -290,14 +292,29 @@ export class RawClient {
 
   /** The next frame from the server; rejects if the connection closes first. */
   async nextFrame(ms = WAIT_MS): Promise<Frame> {
-    await this.#until(() => this.#frames.length !== 0, "a frame", ms);
-    const frame = this.#frames.shift();
+    await this.#until(() => this.#frames.length !== this.#framesHead, "a frame", ms);
+    const frame = this.#nextFrame();
     if (frame === undefined) {
       throw new Error(
         `the connection closed instead of sending a frame${
           this.#available ? ` (${this.#available} bytes of a partial frame)` : ""
         }`,
       );
+    }
+    return frame;
+  }
+
+  /** Takes the next parsed frame, if any. */
+  #nextFrame(): Frame | undefined {
+    const frames = this.#frames;
+    if (this.#framesHead === frames.length) return undefined;
+    const frame = frames[this.#framesHead++];
+    if (this.#framesHead === frames.length) {
+      frames.length = 0;
+      this.#framesHead = 0;
+    } else if (this.#framesHead >= 1024 && this.#framesHead * 2 >= frames.length) {
+      frames.splice(0, this.#framesHead);
+      this.#framesHead = 0;
     }
     return frame;
   }
@@ -399,7 +416,11 @@ export class RawClient {
 
   #readFrames(): void {
     while (this.#available >= 2) {
-      const start = this.#peek(Math.min(14, this.#available));
+      // The header, read in place when the first chunk holds it: no copy per frame.
+      const first = this.#chunks[0];
+      const start = first.length >= 14 || first.length === this.#available
+        ? first
+        : this.#peek(Math.min(14, this.#available));
       const b0 = start[0];
       const b1 = start[1];
       const masked = (b1 & 0x80) !== 0;

@@ -563,6 +563,7 @@ test("stats: metrics() shows the numbers stats() has, and takes a prefix", async
     assert.equal(sample(metrics, 'sluice_bytes_total{direction="out"}'), stats.bytesOut);
     assert.equal(sample(metrics, "sluice_http_requests_total"), stats.httpRequests);
     assert.equal(sample(metrics, "sluice_rate_limited_messages_total"), 0);
+    assert.equal(sample(metrics, "sluice_control_flood_closes_total"), 0);
     assert.equal(stats.messagesIn, 5);
     // 0, 50, 100, 150, 200 bytes: headers 6, 6, 6, 8, 8 in and 2, 2, 2, 4, 4 out.
     assert.equal(stats.bytesIn, 500 + 34);

@@ -87,6 +87,8 @@ export const ErrorCodes = {
   WS_ERR_DEFLATE: 1011,
   /** A message in more frames than the configured limit. */
   WS_ERR_TOO_MANY_FRAGMENTS: 1008,
+  /** More pings and pongs from the peer than the configured rate allows. */
+  WS_ERR_CONTROL_FLOOD: 1008,
   /** The peer answered no ping within the heartbeat timeout: the connection is dropped. */
   WS_ERR_HEARTBEAT_TIMEOUT: 1006,
   /** A message larger than the configured limit. */

@@ -41,11 +41,21 @@ export interface FrameParserOptions {
    * @default {0} (always views)
    */
   copyBelow?: number;
+  /**
+   * Frames decoded per turn. After this many, decoding yields ({@linkcode FrameParser.yielded})
+   * and what remains waits for {@linkcode FrameParser.continue}, so that one peer's burst of
+   * small frames is decoded in slices between which the caller can serve others. A turn starts
+   * with each `push()`, `resume()` and `continue()`.
+   * @default {Infinity} (never yields)
+   */
+  sliceFrames?: number;
 }
 
 const HEADER = 0;
 const PAYLOAD = 1;
 const STOPPED = 2;
+/** The budget of a parser that never yields: a small integer, so counting it down stays cheap. */
+const NO_SLICE = 2 ** 30 - 1;
 
 /**
  * Decodes frames from chunks of bytes and hands them to a {@linkcode FrameSink}.
@@ -68,7 +78,15 @@ export class FrameParser {
   #allowRsv1: boolean;
   #copyBelow: number;
   #state = HEADER;
+  /** Decoding stops after the current frame event: held by `pause()`, or yielded. */
   #paused = false;
+  /** {@linkcode FrameParser.pause} holds input back. */
+  #held = false;
+  /** The turn's budget of frames ran out with input left. */
+  #yielded = false;
+  #slice: number;
+  /** Frames this turn may still decode. */
+  #budget: number;
   #busy = false;
   #backlog: Uint8Array[] | undefined;
   // A header split across chunks.
@@ -91,6 +109,11 @@ export class FrameParser {
     this.#requireMask = options.requireMask ?? true;
     this.#allowRsv1 = options.allowRsv1 ?? false;
     this.#copyBelow = options.copyBelow ?? 0;
+    const slice = options.sliceFrames ?? Infinity;
+    if (!(slice >= 1)) {
+      throw new RangeError(`Cannot decode: sliceFrames must be at least 1, got ${slice}`);
+    }
+    this.#budget = this.#slice = Math.min(Math.floor(slice), NO_SLICE);
   }
 
   /** Whether parsing stopped for good (after an error or {@linkcode FrameParser.stop}). */
@@ -100,7 +123,15 @@ export class FrameParser {
 
   /** Whether {@linkcode FrameParser.pause} holds input back. */
   get paused(): boolean {
-    return this.#paused;
+    return this.#held;
+  }
+
+  /**
+   * Whether the turn's budget of frames ({@linkcode FrameParserOptions.sliceFrames}) ran out
+   * with input left: it waits for {@linkcode FrameParser.continue}, on a later turn.
+   */
+  get yielded(): boolean {
+    return this.#yielded;
   }
 
   /**
@@ -115,6 +146,7 @@ export class FrameParser {
       (this.#backlog ??= []).push(chunk);
       return;
     }
+    this.#budget = this.#slice;
     this.#run(chunk);
   }
 
@@ -122,6 +154,8 @@ export class FrameParser {
   stop(): void {
     this.#state = STOPPED;
     this.#backlog = undefined;
+    this.#yielded = false;
+    this.#paused = this.#held;
   }
 
   /**
@@ -129,17 +163,33 @@ export class FrameParser {
    * and chunks pushed later, wait for {@linkcode FrameParser.resume}.
    */
   pause(): void {
-    this.#paused = true;
+    this.#held = this.#paused = true;
   }
 
-  /** Decodes what {@linkcode FrameParser.pause} held back, then goes on as usual. */
+  /**
+   * Decodes what {@linkcode FrameParser.pause} held back, then goes on as usual (unless the
+   * parser yielded: then {@linkcode FrameParser.continue} does).
+   */
   resume(): void {
-    if (!this.#paused) return;
+    if (!this.#held) return;
+    this.#held = false;
+    if (!this.#yielded) this.#wake();
+  }
+
+  /** Decodes the next slice of what waited since the parser yielded (a new turn). */
+  continue(): void {
+    if (!this.#yielded) return;
+    this.#yielded = false;
+    if (!this.#held) this.#wake();
+  }
+
+  #wake(): void {
     this.#paused = false;
     const backlog = this.#backlog;
     if (this.#busy || backlog === undefined || backlog.length === 0 || this.#state === STOPPED) {
       return;
     }
+    this.#budget = this.#slice;
     this.#run(backlog.shift()!);
   }
 
@@ -150,7 +200,13 @@ export class FrameParser {
       const end = this.#parse(chunk);
       if (this.#state === STOPPED) break;
       if (this.#paused) {
-        if (end < chunk.length) (this.#backlog ??= []).unshift(chunk.subarray(end));
+        if (end < chunk.length) {
+          (this.#backlog ??= []).unshift(chunk.subarray(end));
+        } else if (this.#yielded && (this.#backlog === undefined || this.#backlog.length === 0)) {
+          // The budget ran out with the input: nothing waits, so there is nothing to yield.
+          this.#yielded = false;
+          this.#paused = this.#held;
+        }
         break;
       }
       chunk = this.#backlog?.shift();
@@ -174,6 +230,7 @@ export class FrameParser {
           this.#state = HEADER;
           if (this.#masked) unmask(piece, this.#mask, this.#maskOffset);
           sink.onFrameData(piece, true);
+          if (--this.#budget === 0) this.#yield();
         } else {
           const piece = chunk.subarray(pos, end);
           pos = end;
@@ -272,6 +329,7 @@ export class FrameParser {
         pos += length;
         if (masked && length !== 0) unmask(payload, this.#mask, 0);
         sink.onFrame(opcode, fin, rsv1, payload);
+        if (--this.#budget === 0) this.#yield();
       } else {
         this.#state = PAYLOAD;
         this.#masked = masked;
@@ -282,6 +340,12 @@ export class FrameParser {
       if (this.#state === STOPPED || this.#paused) return pos;
     }
     return pos;
+  }
+
+  /** The turn's budget ran out: stop after this frame, unless parsing stopped for good. */
+  #yield(): void {
+    if (this.#state === STOPPED) return;
+    this.#yielded = this.#paused = true;
   }
 
   /** Checks what the first two header bytes say; fails the parser and returns false if bad. */

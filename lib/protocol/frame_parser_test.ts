@@ -626,6 +626,151 @@ describe("FrameParser pause() and resume()", () => {
   });
 });
 
+describe("FrameParser sliceFrames", () => {
+  const frame = (i: number) => masked("82 81", Uint8Array.of(i), "0f 1e 2d 3c");
+  const frames = (n: number) => concat(...Array.from({ length: n }, (_, i) => frame(i)));
+  const payloads = (events: RecordedEvent[]) =>
+    events.map((e) => (e.type === "frame" ? e.payload[0] : -1));
+
+  /** Calls continue() while the parser yields; returns the frames seen after each turn. */
+  function turns(parser: FrameParser, sink: RecordingSink): number[] {
+    const seen = [sink.events.length];
+    while (parser.yielded) {
+      parser.continue();
+      seen.push(sink.events.length);
+    }
+    return seen;
+  }
+
+  it("a chunk of N frames is delivered across turns, in order, nothing lost", () => {
+    const sink = new RecordingSink();
+    const parser = new FrameParser(sink, { sliceFrames: 3 });
+    parser.push(frames(10));
+    assert.equal(parser.yielded, true);
+    assert.equal(parser.paused, false, "a yield is not a pause");
+    assert.deepEqual(turns(parser, sink), [3, 6, 9, 10]);
+    assert.deepEqual(payloads(sink.events), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    assert.equal(parser.yielded, false);
+  });
+
+  it("a slice that ends mid-frame: the split frame goes on with the next chunk", () => {
+    const sink = new RecordingSink();
+    const parser = new FrameParser(sink, { sliceFrames: 2 });
+    const big = masked("81 fe 00 c8", pattern(200, 5));
+    const all = concat(frames(5), big, frame(9));
+    const cut = frames(5).length + 60;
+    parser.push(all.slice(0, cut));
+    // The third turn decodes frame 4 and starts the split frame (seen once it is whole).
+    assert.deepEqual(turns(parser, sink), [2, 4, 5]);
+    parser.push(all.slice(cut));
+    assert.equal(parser.yielded, false);
+    assertEvents(
+      sink.events,
+      expectedEvents([
+        ...[0, 1, 2, 3, 4].map((i) => ({ opcode: 2, payload: Uint8Array.of(i) })),
+        { opcode: 1, payload: pattern(200, 5) },
+        { opcode: 2, payload: Uint8Array.of(9) },
+      ]),
+      "sliced",
+    );
+  });
+
+  it("a slice whose budget runs out inside a header split across the chunk's end", () => {
+    const sink = new RecordingSink();
+    const parser = new FrameParser(sink, { sliceFrames: 1 });
+    const all = frames(3);
+    // Two whole frames, then the first 3 bytes of the third one's header.
+    parser.push(all.slice(0, 2 * 7 + 3));
+    // The third turn only takes in the header's first bytes.
+    assert.deepEqual(turns(parser, sink), [1, 2, 2]);
+    parser.push(all.slice(2 * 7 + 3));
+    assert.deepEqual(payloads(sink.events), [0, 1, 2]);
+  });
+
+  it("does not yield when the budget runs out with the input", () => {
+    const sink = new RecordingSink();
+    const parser = new FrameParser(sink, { sliceFrames: 4 });
+    parser.push(frames(4));
+    assert.equal(parser.yielded, false);
+    // Each push is a new turn with a whole budget.
+    parser.push(frames(3));
+    parser.push(frames(4));
+    assert.equal(parser.yielded, false);
+    assert.equal(sink.events.length, 11);
+  });
+
+  it("chunks pushed while it has yielded wait behind what it held back", () => {
+    const sink = new RecordingSink();
+    const parser = new FrameParser(sink, { sliceFrames: 2 });
+    parser.push(frames(3));
+    parser.push(frame(7).slice());
+    assert.deepEqual(payloads(sink.events), [0, 1]);
+    assert.deepEqual(turns(parser, sink), [2, 4]);
+    assert.deepEqual(payloads(sink.events), [0, 1, 2, 7]);
+  });
+
+  it("a pause and a yield together: decoding waits for both resume() and continue()", () => {
+    const sink = new RecordingSink();
+    const parser = new FrameParser(sink, { sliceFrames: 2 });
+    sink.after = () => {
+      if (sink.events.length === 2) parser.pause();
+    };
+    parser.push(frames(6));
+    assert.equal(parser.paused && parser.yielded, true);
+    parser.continue();
+    assert.equal(sink.events.length, 2, "still paused");
+    parser.resume();
+    assert.equal(sink.events.length, 4, "a new turn: two more");
+    assert.equal(parser.yielded, true);
+    parser.pause();
+    parser.continue();
+    assert.equal(sink.events.length, 4, "paused again");
+    parser.resume();
+    assert.deepEqual(payloads(sink.events), [0, 1, 2, 3, 4, 5]);
+    assert.equal(parser.yielded || parser.paused, false);
+  });
+
+  it("stop() ends a yield; continue() then decodes nothing", () => {
+    const sink = new RecordingSink();
+    const parser = new FrameParser(sink, { sliceFrames: 1 });
+    parser.push(frames(3));
+    parser.stop();
+    assert.equal(parser.yielded, false);
+    parser.continue();
+    assert.deepEqual(payloads(sink.events), [0]);
+  });
+
+  it("any slice size and any split give the events of an unsliced parser", () => {
+    const all = concat(frames(6), masked("81 fe 00 c8", pattern(200, 6)), frames(3));
+    const expected = new RecordingSink();
+    new FrameParser(expected).push(all.slice());
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 8 }),
+        fc.uniqueArray(fc.integer({ min: 1, max: all.length - 1 }), { maxLength: 6 }),
+        (slice, cuts) => {
+          const sink = new RecordingSink();
+          const parser = new FrameParser(sink, { sliceFrames: slice });
+          const points = [0, ...cuts.sort((a, b) => a - b), all.length];
+          for (let i = 1; i < points.length; i++) {
+            parser.push(all.slice(points[i - 1], points[i]));
+            // The host continues before the next read, as the connection does.
+            turns(parser, sink);
+          }
+          assertEvents(sink.events, expected.events, `slice ${slice}, cuts ${cuts}`);
+        },
+      ),
+    );
+  });
+
+  it("rejects a budget under one frame", () => {
+    assert.throws(() => new FrameParser(new RecordingSink(), { sliceFrames: 0 }), {
+      name: "RangeError",
+      message: "Cannot decode: sliceFrames must be at least 1, got 0",
+    });
+  });
+});
+
 describe("FrameParser zero-copy", () => {
   it("hands out a view of the chunk, unmasked in place", () => {
     const backing = new ArrayBuffer(64);

@@ -94,6 +94,12 @@ export interface ProtocolOptions {
   /** A payload shorter than this many bytes, whole in its chunk, is handed out as a copy
    * rather than a view of the chunk. @default {0} */
   copyBelow?: number;
+  /**
+   * Frames decoded per turn: past them decoding yields ({@linkcode Protocol.yielded}) until
+   * {@linkcode Protocol.continue}, which the host calls on a later turn of its event loop, so
+   * that one peer's flood does not keep it from others. @default {Infinity} (never yields)
+   */
+  sliceFrames?: number;
 }
 
 /** Bytes through permessage-deflate on one connection, for the compression ratio. */
@@ -201,6 +207,7 @@ export class Protocol implements FrameSink {
       requireMask: true,
       allowRsv1: options.deflate !== undefined,
       copyBelow: options.copyBelow,
+      sliceFrames: options.sliceFrames,
     });
   }
 
@@ -226,6 +233,20 @@ export class Protocol implements FrameSink {
    */
   get paused(): boolean {
     return this.#parser.paused && this.#readyState !== CLOSED;
+  }
+
+  /**
+   * Whether decoding used its turn's budget of frames ({@linkcode ProtocolOptions.sliceFrames})
+   * with input left. The host should stop reading and call {@linkcode Protocol.continue} on a
+   * later turn of its event loop (a macrotask: the core keeps no timers).
+   */
+  get yielded(): boolean {
+    return this.#parser.yielded;
+  }
+
+  /** Decodes the next slice of the input held back since decoding yielded. */
+  continue(): void {
+    this.#parser.continue();
   }
 
   /**

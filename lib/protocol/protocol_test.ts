@@ -720,6 +720,35 @@ describe("Protocol pause() and resume()", () => {
   });
 });
 
+describe("Protocol sliceFrames", () => {
+  it("answers ten pings in one chunk over turns, in order: yielded until continue()", () => {
+    const { protocol, host } = setup({ sliceFrames: 4 });
+    const pings = Array.from({ length: 10 }, (_, i) => frame(9, Uint8Array.of(i)));
+    protocol.receive(concat(...pings, frame(1, "after")));
+    const pongs = () => host.writes.map((w) => w.payload);
+    assert.equal(protocol.yielded, true);
+    assert.equal(protocol.paused, false);
+    assert.deepEqual(pongs(), ["00", "01", "02", "03"]);
+    protocol.continue();
+    assert.deepEqual(pongs(), ["00", "01", "02", "03", "04", "05", "06", "07"]);
+    assert.equal(protocol.yielded, true);
+    protocol.continue();
+    assert.equal(protocol.yielded, false);
+    assert.deepEqual(pongs(), ["00", "01", "02", "03", "04", "05", "06", "07", "08", "09"]);
+    assert.deepEqual(host.messages, ["after"]);
+  });
+
+  it("a failure ends the yield", () => {
+    const { protocol, host } = setup({ sliceFrames: 1 });
+    protocol.receive(concat(frame(1, "a"), frame(1, "b")));
+    assert.equal(protocol.yielded, true);
+    protocol.fail(new WebSocketError("WS_ERR_HANDLER", "An application handler threw"));
+    assert.equal(protocol.yielded, false);
+    protocol.continue();
+    assert.deepEqual(host.messages, ["a"]);
+  });
+});
+
 describe("Protocol sending", () => {
   it("writes a short string as one text frame of its UTF-8 bytes", () => {
     const { protocol, host } = setup();

@@ -9,6 +9,7 @@
  */
 import type { Listen, Transport, TransportHandler } from "../server/transport.ts";
 import { listenError } from "./_listen_error.ts";
+import { UrgentQueue } from "../server/urgent_queue.ts";
 
 // The few parts of Bun's API this adapter uses, typed here so the package type-checks under
 // Deno without Bun's global types.
@@ -131,6 +132,12 @@ class BunTransport implements Transport {
   #queue: Uint8Array[] | undefined;
   /** For each queued chunk: it ends inside a frame. */
   #partial: boolean[] | undefined;
+  /** Pings and pongs waiting for a frame boundary (made at the first). */
+  #urgent: UrgentQueue | undefined;
+  /** What the socket has taken ends inside a frame: urgent frames must wait for its end. */
+  #midFrame = false;
+  /** The socket took less than it was given: nothing more until `drain`. */
+  #blocked = false;
   #buffered = 0;
   #ending = false;
   #writeClosed = false;
@@ -153,10 +160,17 @@ class BunTransport implements Transport {
 
   write(chunk: Uint8Array, reusable: boolean, partial = false): void {
     if (this.#closed || this.#ending || chunk.length === 0) return;
-    if (this.#queue === undefined || this.#queue.length === 0) {
+    if (!this.#blocked && (this.#queue === undefined || this.#queue.length === 0)) {
+      // Nothing waits, or only urgent frames that wait for this chunk (the rest of a frame).
       const written = this.#socket.write(chunk);
-      if (written === chunk.length) return;
+      if (written === chunk.length) {
+        this.#midFrame = partial;
+        if (!partial && this.#urgent !== undefined && this.#urgent.length !== 0) this.#pump();
+        return;
+      }
       if (written < 0) return; // Closing: the close handler follows.
+      this.#blocked = true;
+      if (written > 0) this.#midFrame = true;
       chunk = chunk.subarray(written);
     }
     (this.#queue ??= []).push(reusable ? chunk.slice() : chunk);
@@ -165,36 +179,52 @@ class BunTransport implements Transport {
   }
 
   writeUrgent(chunk: Uint8Array): void {
-    const queue = this.#queue;
-    const partial = this.#partial!;
-    if (queue === undefined || queue.length === 0) {
-      this.write(chunk, false);
-      return;
-    }
     if (this.#closed || this.#ending || chunk.length === 0) return;
-    // After the first chunk that ends a frame: the head of the queue may be the rest of a
-    // frame half written to the socket.
-    let at = partial.indexOf(false) + 1;
-    if (at === 0) at = queue.length;
-    queue.splice(at, 0, chunk);
-    partial.splice(at, 0, false);
-    this.#buffered += chunk.length;
+    this.#buffered += (this.#urgent ??= new UrgentQueue()).push(chunk);
+    if (!this.#blocked) this.#pump();
   }
 
-  drain(): void {
-    const queue = this.#queue ?? [];
-    while (queue.length !== 0) {
+  /**
+   * Writes what waits until the socket is full: urgent frames at each frame boundary, in their
+   * order, else queued chunks.
+   */
+  #pump(): void {
+    const socket = this.#socket;
+    const urgent = this.#urgent;
+    for (;;) {
+      const queue = this.#queue;
+      if (urgent !== undefined && urgent.length !== 0 && (urgent.started || !this.#midFrame)) {
+        const written = socket.write(urgent.peek()!);
+        if (written < 0) return;
+        this.#buffered -= written;
+        if (!urgent.consume(written)) {
+          this.#blocked = true;
+          return;
+        }
+        continue;
+      }
+      if (queue === undefined || queue.length === 0) return;
       const chunk = queue[0];
-      const written = this.#socket.write(chunk);
+      const written = socket.write(chunk);
       if (written < 0) return;
       this.#buffered -= written;
       if (written < chunk.length) {
-        queue[0] = chunk.subarray(written);
+        if (written > 0) {
+          queue[0] = chunk.subarray(written);
+          this.#midFrame = true;
+        }
+        this.#blocked = true;
         return;
       }
       queue.shift();
-      this.#partial!.shift();
+      this.#midFrame = this.#partial!.shift()!;
     }
+  }
+
+  drain(): void {
+    this.#blocked = false;
+    this.#pump();
+    if (this.#blocked || this.#buffered !== 0) return;
     if (this.#ending) this.#halfClose();
     else this.handler.onDrain();
   }
@@ -209,7 +239,7 @@ class BunTransport implements Transport {
   end(): void {
     if (this.#closed || this.#ending) return;
     this.#ending = true;
-    if (this.#queue === undefined || this.#queue.length === 0) this.#halfClose();
+    if (this.#buffered === 0) this.#halfClose();
   }
 
   #halfClose(): void {
@@ -220,7 +250,7 @@ class BunTransport implements Transport {
 
   destroy(): void {
     if (this.#closed) return;
-    this.#queue = this.#partial = undefined;
+    this.#queue = this.#partial = this.#urgent = undefined;
     this.#buffered = 0;
     this.#socket.terminate();
   }
@@ -236,7 +266,7 @@ class BunTransport implements Transport {
   closed(error?: Error): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#queue = this.#partial = undefined;
+    this.#queue = this.#partial = this.#urgent = undefined;
     this.#buffered = 0;
     this.handler.onClose(error);
   }

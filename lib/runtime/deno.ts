@@ -10,6 +10,7 @@
  */
 import type { Listen, Listener, Transport, TransportHandler } from "../server/transport.ts";
 import { listenError } from "./_listen_error.ts";
+import { UrgentQueue } from "../server/urgent_queue.ts";
 
 const MIN_READ = 1024;
 const MAX_READ = 256 * 1024;
@@ -188,6 +189,8 @@ class DenoTransport implements Transport {
   #inFlightStage: Uint8Array | undefined;
   /** The write in flight ends inside a frame. */
   #inFlightPartial = false;
+  /** Pings and pongs waiting for a frame boundary (made at the first). */
+  #urgent: UrgentQueue | undefined;
   #buffered = 0;
   #writing = false;
   #ending = false;
@@ -301,26 +304,16 @@ class DenoTransport implements Transport {
 
   writeUrgent(chunk: Uint8Array): void {
     if (this.#closed || this.#ending || chunk.length === 0) return;
-    let at = 0;
-    if (this.#inFlightPartial) {
-      // The frame being written goes on in the queue: insert after its last chunk.
-      at = this.#partial.indexOf(false) + 1;
-      if (at === 0) at = this.#queue.length;
-    }
-    if (at === this.#queue.length) this.#stage = undefined; // Nothing may be staged behind it.
-    this.#queue.splice(at, 0, chunk);
-    this.#partial.splice(at, 0, false);
-    this.#owner.splice(at, 0, undefined);
-    this.#buffered += chunk.length;
+    this.#buffered += (this.#urgent ??= new UrgentQueue()).push(chunk);
     if (!this.#writing) this.#flush();
   }
 
   async #flush(): Promise<void> {
     this.#writing = true;
-    const queue = this.#queue;
     try {
-      while (queue.length !== 0 && !this.#closed) {
+      while (!this.#closed) {
         let data = this.#take();
+        if (data === undefined) break;
         for (;;) {
           const n = await this.#conn.write(data);
           this.#buffered -= n;
@@ -346,10 +339,18 @@ class DenoTransport implements Transport {
   }
 
   /**
-   * The next write: the queue's head. Small chunks are already together in one staging buffer
-   * of up to one write's worth; chunks kept by reference are large enough to go alone.
+   * The next write: at a frame boundary the first urgent frame, else the queue's head. Small
+   * chunks are already together in one staging buffer of up to one write's worth; chunks kept
+   * by reference are large enough to go alone.
    */
-  #take(): Uint8Array {
+  #take(): Uint8Array | undefined {
+    const urgent = this.#urgent;
+    if (!this.#inFlightPartial && urgent !== undefined && urgent.length !== 0) {
+      const frame = urgent.peek()!;
+      urgent.consume(frame.length);
+      return frame;
+    }
+    if (this.#queue.length === 0) return undefined;
     const stage = this.#owner.shift();
     if (stage !== undefined) {
       if (stage === this.#stage) this.#stage = undefined; // No more behind it.
@@ -404,6 +405,7 @@ class DenoTransport implements Transport {
     this.#queue.length = 0;
     this.#partial.length = 0;
     this.#owner.length = 0;
+    this.#urgent?.clear();
     this.#stage = undefined;
     this.#buffered = 0;
     try {

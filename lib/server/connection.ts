@@ -58,6 +58,20 @@ const HIGH_WATER_MARK = 64 * 1024;
 /** Bytes a client may send ahead while the upgrade hook runs before reading pauses. */
 const PENDING_LIMIT = 64 * 1024;
 
+/**
+ * Frames of one connection decoded per turn of the event loop. Past them the connection stops
+ * reading and decodes the rest on a later turn, so that other connections' reads, accepts and
+ * handshakes interleave with a flood of small frames (100,000 pings in one burst). A turn of a
+ * connection that is not flooding (a few frames per chunk) never reaches it.
+ */
+const SLICE_FRAMES = 1024;
+
+// Why reading from the socket is held: a bit each; the socket is read while none is set.
+/** The protocol paused decoding (an inflate in flight, or `ws.pause()`). */
+const HOLD_PROTOCOL = 1;
+/** Fairness: this connection used its slice; it resumes on a later turn. */
+const HOLD_SLICE = 2;
+
 /** One accepted TCP connection. */
 export class Connection<T> implements TransportHandler, WebSocketDriver, Subscriber, OutboxOwner {
   readonly transport: Transport;
@@ -67,8 +81,11 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
   /** Bytes that arrived behind the request head while the upgrade hook ran. */
   #pending: Uint8Array[] | undefined;
   #pendingBytes = 0;
-  /** Reading is paused while the protocol waits for an asynchronous inflate. */
-  #inputHeld = false;
+  /** Why reading is held (HOLD_* bits); 0: the socket is read. */
+  #holds = 0;
+  /** A later turn is scheduled to decode the next slice. */
+  #sliceScheduled = false;
+  #nextSlice: (() => void) | undefined;
   /** permessage-deflate as negotiated in the handshake, if it was. */
   #deflate: DeflateAgreement | undefined;
   #protocol: Protocol | undefined;
@@ -107,6 +124,8 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
   #http: { head: RequestHead; chunks: Uint8Array[]; received: number; length: number } | undefined;
   /** Rate limits on what the client sends, if the server sets any. */
   #limiter: RateLimiter | undefined;
+  /** The control-frame rate limit, made at the first ping or pong from the client. */
+  #controlLimiter: RateLimiter | undefined;
   #rateLimited = 0;
   /** The client's address: the TCP peer's, or the one trusted proxies forwarded for. */
   #address: string;
@@ -157,7 +176,7 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
       return;
     }
     // A paused connection is not read, so its pongs could not be seen: no heartbeat then.
-    if (options.heartbeatInterval === 0 || this.#inputHeld) return;
+    if (options.heartbeatInterval === 0 || this.#holds !== 0) return;
     if (this.#pingSentAt !== 0) {
       // Anything from the peer since our ping shows it is alive; a pong also times the trip.
       if (this.#lastReceive > this.#pingSentAt) {
@@ -241,11 +260,48 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
       this.#rateLimit();
     }
     protocol.receive(chunk);
-    // An asynchronous inflate holds decoding: hold the socket too, so input cannot pile up.
-    if (protocol.paused && !this.#inputHeld) {
-      this.#inputHeld = true;
-      this.transport.pause();
-    }
+    if (protocol.paused || protocol.yielded) this.#holdInput(protocol);
+  }
+
+  /**
+   * Decoding stopped with input left: hold the socket too, so input cannot pile up. An
+   * asynchronous inflate or `ws.pause()` holds it until `onResumed`; a used slice until the
+   * next one, on a later turn.
+   */
+  #holdInput(protocol: Protocol): void {
+    if (protocol.paused) this.#hold(HOLD_PROTOCOL);
+    if (!protocol.yielded) return;
+    this.#hold(HOLD_SLICE);
+    if (this.#sliceScheduled) return;
+    this.#sliceScheduled = true;
+    // A timer, not setImmediate: in Deno a chain of immediates (or of MessageChannel
+    // messages) holds off other sockets' reads for a hundred of them or more, while a timer
+    // lets the event loop poll for I/O first, in both runtimes. The timer's minimum delay
+    // costs only the connection that used its slice.
+    setTimeout(this.#nextSlice ??= () => this.#decodeSlice(), 0);
+  }
+
+  /** The next slice of input held back since decoding yielded. */
+  #decodeSlice(): void {
+    this.#sliceScheduled = false;
+    if (this.#gone) return;
+    const protocol = this.#protocol!;
+    protocol.continue();
+    this.#holdInput(protocol);
+    if (!protocol.yielded) this.#release(HOLD_SLICE);
+  }
+
+  /** Stops reading from the socket for `reason` (a HOLD_* bit). */
+  #hold(reason: number): void {
+    if (this.#holds === 0) this.transport.pause();
+    this.#holds |= reason;
+  }
+
+  /** Clears `reason`; reading starts again once nothing holds it. */
+  #release(reason: number): void {
+    if ((this.#holds & reason) === 0) return;
+    this.#holds &= ~reason;
+    if (this.#holds === 0) this.transport.resume();
   }
 
   /** @internal */
@@ -324,6 +380,31 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
     return false;
   }
 
+  /**
+   * Whether a ping or pong from the client is over `controlFrameLimit`: then the connection is
+   * failed with 1008. Each ping costs a pong (RFC 6455 §5.5.2) and neither is a message, so
+   * without this a client could keep the server busy answering for ever.
+   */
+  #controlFlood(): boolean {
+    const options = this.#options;
+    const rate = options.controlFrameRate;
+    if (rate === 0) return false;
+    const now = Date.now();
+    const limiter = this.#controlLimiter ??= new RateLimiter(
+      { messages: rate, burst: options.controlFrameBurst },
+      now,
+    );
+    if (limiter.takeMessage(now)) return false;
+    this.#server.counters.controlFloodCloses++;
+    this.#protocol!.fail(
+      new WebSocketError(
+        "WS_ERR_CONTROL_FLOOD",
+        `Too many pings and pongs: more than ${rate} per second`,
+      ),
+    );
+    return true;
+  }
+
   /** Over a rate limit: count, and close if that is the policy. */
   #rateLimit(): void {
     this.#rateLimited++;
@@ -391,6 +472,7 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
   /** @internal */
   onPing(payload: Uint8Array): void {
     this.#lastMessage = this.#server.now; // A peer that pings is not idle (see idleTimeout).
+    if (this.#controlFlood()) return;
     // A ping flood costs a pong each: pings count as messages (the pong has gone already).
     if (this.#limiter !== undefined && !this.#admit()) return;
     this.#notify(this.#options.ping, payload);
@@ -399,6 +481,7 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
   /** @internal */
   onPong(payload: Uint8Array): void {
     this.#lastMessage = this.#server.now; // An answered heartbeat is not idleness.
+    if (this.#controlFlood()) return;
     if (this.#pingSentAt !== 0 && payload.length === 0) {
       this.#latency = performance.now() - this.#pingStarted;
       this.#pingSentAt = 0;
@@ -416,8 +499,8 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
     // Report before ending the transport: Bun may close the socket inside end(), and the
     // transport's close must not be mistaken for a lost connection.
     this.#reportClose(code, reason);
-    // A failure during an inflate leaves reading held: read on, to see the peer's FIN.
-    this.onResumed();
+    // A failure during an inflate or a slice leaves reading held: read on, to see the peer's FIN.
+    this.#release(HOLD_PROTOCOL | HOLD_SLICE);
     this.#outbox.flush();
     this.transport.end();
     this.#startTimer();
@@ -425,10 +508,10 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
 
   /** @internal */
   onResumed(): void {
-    if (this.#inputHeld) {
-      this.#inputHeld = false;
-      this.transport.resume();
-    }
+    // Decoding went on at once, and may have used its slice doing so.
+    const protocol = this.#protocol;
+    if (protocol !== undefined && protocol.yielded) this.#holdInput(protocol);
+    this.#release(HOLD_PROTOCOL);
   }
 
   /** @internal */
@@ -617,10 +700,7 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
     const protocol = this.#protocol!;
     if (protocol.readyState === CLOSED) return;
     protocol.pause();
-    if (!this.#inputHeld) {
-      this.#inputHeld = true;
-      this.transport.pause();
-    }
+    this.#hold(HOLD_PROTOCOL);
   }
 
   /** @internal */
@@ -801,6 +881,7 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
       maxFragments: this.#options.maxFragments,
       streaming: this.#options.fragment !== undefined,
       copyBelow: this.transport.copyBelow,
+      sliceFrames: SLICE_FRAMES,
       deflate: agreement === undefined || setup === undefined ? undefined : new PerMessageDeflate(
         setup.engine,
         agreement.params,

@@ -114,6 +114,15 @@ export interface HttpRequestInfo {
   peerAddress: string;
 }
 
+/** How many pings and pongs a client may send (the `controlFrameLimit` option of `serve`). */
+export interface ControlFrameLimitOptions {
+  /** Pings and pongs per second. @default {1000} */
+  rate?: number;
+  /** How far a client may get ahead of the rate in a burst, in seconds' worth of it.
+   * @default {1} */
+  burst?: number;
+}
+
 /**
  * The options of {@linkcode serve}. `T` is the type of `ws.data`; unless it includes
  * `undefined`, an upgrade hook that supplies it is required.
@@ -321,6 +330,15 @@ export interface ServeBaseOptions<T = undefined> {
    * @default {undefined} (no limit)
    */
   rateLimit?: RateLimitOptions;
+  /**
+   * Pings and pongs a client may send: `rate` per second, with a burst of `burst` seconds'
+   * worth. Every ping costs the server a pong (RFC 6455 §5.5.2) and neither counts as a
+   * message, so past this the connection is failed with 1008 and the `error` handler gets a
+   * `WebSocketError` with code `"WS_ERR_CONTROL_FLOOD"` (`server.stats().controlFloodCloses`
+   * counts them). Applies whether or not `rateLimit` is set; `false` disables it.
+   * @default {{ rate: 1000, burst: 1 }}
+   */
+  controlFrameLimit?: ControlFrameLimitOptions | false;
   /**
    * Frames in one message beyond which the connection is failed with 1008. Autobahn 9.3 sends
    * 65,536; this allows twice that. @default {131072}

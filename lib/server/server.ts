@@ -12,7 +12,12 @@ import { Connection } from "./connection.ts";
 import { negotiateDeflate } from "../protocol/extensions/deflate_negotiation.ts";
 import { webEngine } from "../protocol/extensions/web_engine.ts";
 import { zlibEngine } from "../protocol/extensions/zlib_engine.ts";
-import type { PerMessageDeflateOptions, ServeBaseOptions, ServeOptions } from "./options.ts";
+import type {
+  ControlFrameLimitOptions,
+  PerMessageDeflateOptions,
+  ServeBaseOptions,
+  ServeOptions,
+} from "./options.ts";
 import type { DeflateSetup, ResolvedOptions, ServerCore } from "./server_core.ts";
 import { proxyTrust } from "./forwarded.ts";
 import { originMatcher } from "./origin.ts";
@@ -352,6 +357,7 @@ class Core<T> implements ServerCore<T> {
       droppedMessages: counters.droppedMessages,
       backpressureCloses: counters.backpressureCloses,
       rateLimitedMessages: counters.rateLimitedMessages,
+      controlFloodCloses: counters.controlFloodCloses,
       topics: this.topics.size,
       subscriptions: this.topics.subscriptions,
       latency: counters.latencySnapshot(),
@@ -423,6 +429,7 @@ const OPTION_NAMES: ReadonlySet<string> = new Set(
       heartbeat: true,
       maxConnections: true,
       rateLimit: true,
+      controlFrameLimit: true,
       maxFragments: true,
       closeTimeout: true,
     } satisfies Record<keyof ServeBaseOptions<unknown> | "upgrade", true>,
@@ -577,6 +584,7 @@ function resolve<T>(options: ServeOptions<T>): ResolvedOptions<T> {
     originAllowed: options.origins === undefined ? undefined : originMatcher(options.origins),
     requireOrigin: options.requireOrigin ?? false,
     rateLimit: options.rateLimit === undefined ? undefined : checkRateLimit(options.rateLimit),
+    ...controlFrameLimit(options.controlFrameLimit),
     maxRequestBodySize: nonNegative(options.maxRequestBodySize, 1024 * 1024, "maxRequestBodySize"),
     trustedProxy: options.trustProxy === undefined || options.trustProxy.length === 0
       ? undefined
@@ -585,6 +593,26 @@ function resolve<T>(options: ServeOptions<T>): ResolvedOptions<T> {
     maxHeaders: positive(options.maxHeaders, 100, "maxHeaders"),
     maxLineLength: positive(options.maxLineLength, 4096, "maxLineLength"),
   };
+}
+
+function controlFrameLimit(
+  option: ControlFrameLimitOptions | false | undefined,
+): { controlFrameRate: number; controlFrameBurst: number } {
+  if (option === false) return { controlFrameRate: 0, controlFrameBurst: 1 };
+  if (option !== undefined && (typeof option !== "object" || option === null)) {
+    throw new RangeError(
+      `Cannot serve: controlFrameLimit must be false or { rate, burst }, got ${option}`,
+    );
+  }
+  const rate = positive(option?.rate, 1000, "controlFrameLimit.rate");
+  const burst = positive(option?.burst, 1, "controlFrameLimit.burst");
+  // A bucket that never holds one frame would fail every client at its first pong.
+  if (rate * burst < 1) {
+    throw new RangeError(
+      "Cannot serve: controlFrameLimit.rate × controlFrameLimit.burst must be at least 1 frame",
+    );
+  }
+  return { controlFrameRate: rate, controlFrameBurst: burst };
 }
 
 function resolveDeflate(

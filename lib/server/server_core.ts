@@ -36,6 +36,7 @@ export type ResolvedOptions<T> =
     | "requireOrigin"
     | "trustProxy"
     | "rateLimit"
+    | "controlFrameLimit"
     | "maxRequestBodySize"
   >
   & Required<RequestHeadLimits>
@@ -63,6 +64,10 @@ export type ResolvedOptions<T> =
     trustedProxy: ((address: string) => boolean) | undefined;
     /** Rate limits, checked; `undefined` when there are none. */
     rateLimit: RateLimitOptions | undefined;
+    /** Pings and pongs per second a client may send; 0 when unlimited. */
+    controlFrameRate: number;
+    /** Seconds' worth of `controlFrameRate` a client may send at once. */
+    controlFrameBurst: number;
     maxRequestBodySize: number;
   };
 

@@ -72,6 +72,8 @@ export interface ServerStats extends TrafficCounts {
   backpressureCloses: number;
   /** Messages from clients over their rate limits. */
   rateLimitedMessages: number;
+  /** Connections failed with 1008 for sending more pings and pongs than `controlFrameLimit`. */
+  controlFloodCloses: number;
   /** Topics with at least one subscriber. */
   topics: number;
   /** Subscriptions summed over topics. */
@@ -129,6 +131,8 @@ export class ServerCounters {
   backpressureCloses = 0;
   /** See {@linkcode ServerStats.rateLimitedMessages}. */
   rateLimitedMessages = 0;
+  /** See {@linkcode ServerStats.controlFloodCloses}. */
+  controlFloodCloses = 0;
   /** Traffic of connections that have closed. */
   readonly closed: TrafficCounts = zeroTraffic();
   readonly #latency = new Array<number>(LATENCY_BUCKETS.length + 1).fill(0);
@@ -258,6 +262,12 @@ export function prometheusText(stats: ServerStats, prefix = "sluice"): string {
     "counter",
     "Messages over a client's rate limits.",
     stats.rateLimitedMessages,
+  );
+  metric(
+    "control_flood_closes_total",
+    "counter",
+    "Connections closed for sending too many pings and pongs.",
+    stats.controlFloodCloses,
   );
   metric("topics", "gauge", "Topics with subscribers.", stats.topics);
   metric("subscriptions", "gauge", "Subscriptions over all topics.", stats.subscriptions);

@@ -38,10 +38,13 @@ export interface Transport {
    */
   write(chunk: Uint8Array, reusable: boolean, partial?: boolean): void;
   /**
-   * Sends whole frames (a ping, a pong) ahead of what is queued, at the first frame boundary,
-   * so a heartbeat is not stuck behind megabytes of data for a slow reader.
+   * Sends a whole control frame (a ping, a pong) ahead of what is queued, at the first frame
+   * boundary, so a heartbeat is not stuck behind megabytes of data for a slow reader. Urgent
+   * frames leave in the order they were given; a pong not yet handed to the socket may be
+   * replaced by a later one (RFC 6455 §5.5.3). Both adapters keep them in an `UrgentQueue`
+   * (urgent_queue.ts).
    *
-   * @param chunk Whole frames; the transport may keep a reference.
+   * @param chunk One whole frame; the transport may keep a reference.
    */
   writeUrgent(chunk: Uint8Array): void;
   /** Writes what is queued, then closes the connection (FIN). Reading stops. */
