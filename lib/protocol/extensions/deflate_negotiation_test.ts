@@ -24,16 +24,16 @@ function negotiate(
 }
 
 function params(
-  serverNoContextTakeover: boolean,
-  clientNoContextTakeover: boolean,
-  serverMaxWindowBits: number,
-  clientMaxWindowBits: number,
+  localNoContextTakeover: boolean,
+  remoteNoContextTakeover: boolean,
+  localMaxWindowBits: number,
+  remoteMaxWindowBits: number,
 ): DeflateParams {
   return {
-    serverNoContextTakeover,
-    clientNoContextTakeover,
-    serverMaxWindowBits,
-    clientMaxWindowBits,
+    localNoContextTakeover,
+    remoteNoContextTakeover,
+    localMaxWindowBits,
+    remoteMaxWindowBits,
   };
 }
 
@@ -68,11 +68,11 @@ describe("negotiateDeflate: RFC 7692 examples", () => {
       "permessage-deflate; client_max_window_bits";
     agreed(header, undefined, "permessage-deflate; server_max_window_bits=10", {
       ...DEFAULT,
-      serverMaxWindowBits: 10,
+      localMaxWindowBits: 10,
     });
     agreed(
       header,
-      { clientMaxWindowBits: 12 },
+      { remoteMaxWindowBits: 12 },
       "permessage-deflate; server_max_window_bits=10; client_max_window_bits=12",
       params(false, false, 10, 12),
     );
@@ -108,7 +108,7 @@ describe("negotiateDeflate: browsers", () => {
     agreed(chrome, undefined, "permessage-deflate", DEFAULT);
     agreed(
       chrome,
-      { clientMaxWindowBits: 11, serverNoContextTakeover: true },
+      { remoteMaxWindowBits: 11, localNoContextTakeover: true },
       "permessage-deflate; server_no_context_takeover; client_max_window_bits=11",
       params(true, false, 15, 11),
     );
@@ -118,7 +118,7 @@ describe("negotiateDeflate: browsers", () => {
     agreed("permessage-deflate", undefined, "permessage-deflate", DEFAULT);
     agreed(
       "permessage-deflate",
-      { clientMaxWindowBits: 9, serverMaxWindowBits: 12 },
+      { remoteMaxWindowBits: 9, localMaxWindowBits: 12 },
       "permessage-deflate; server_max_window_bits=12",
       params(false, false, 12, 15),
     );
@@ -221,13 +221,13 @@ describe("negotiateDeflate: response rules", () => {
     );
     agreed(
       "permessage-deflate",
-      { serverNoContextTakeover: true },
+      { localNoContextTakeover: true },
       "permessage-deflate; server_no_context_takeover",
       params(true, false, 15, 15),
     );
     agreed(
       "permessage-deflate; server_no_context_takeover",
-      { serverNoContextTakeover: false },
+      { localNoContextTakeover: false },
       "permessage-deflate; server_no_context_takeover",
       params(true, false, 15, 15),
     );
@@ -236,7 +236,7 @@ describe("negotiateDeflate: response rules", () => {
   it("client_no_context_takeover: sent when the options ask, and repeated when offered", () => {
     agreed(
       "permessage-deflate",
-      { clientNoContextTakeover: true },
+      { remoteNoContextTakeover: true },
       "permessage-deflate; client_no_context_takeover",
       params(false, true, 15, 15),
     );
@@ -248,7 +248,7 @@ describe("negotiateDeflate: response rules", () => {
     );
     agreed(
       "permessage-deflate; client_no_context_takeover",
-      { clientNoContextTakeover: true },
+      { remoteNoContextTakeover: true },
       "permessage-deflate; client_no_context_takeover",
       params(false, true, 15, 15),
     );
@@ -256,17 +256,17 @@ describe("negotiateDeflate: response rules", () => {
 
   it("server_max_window_bits=N: answered with min(N, option)", () => {
     const offer = (n: number) => `permessage-deflate; server_max_window_bits=${n}`;
-    agreed(offer(12), { serverMaxWindowBits: 10 }, offer(10), params(false, false, 10, 15));
-    agreed(offer(9), { serverMaxWindowBits: 10 }, offer(9), params(false, false, 9, 15));
+    agreed(offer(12), { localMaxWindowBits: 10 }, offer(10), params(false, false, 10, 15));
+    agreed(offer(9), { localMaxWindowBits: 10 }, offer(9), params(false, false, 9, 15));
     agreed(offer(15), undefined, offer(15), params(false, false, 15, 15));
     agreed(offer(8), undefined, offer(8), params(false, false, 8, 15));
   });
 
   it("server_max_window_bits not offered: sent only when the option is below 15", () => {
-    agreed("permessage-deflate", { serverMaxWindowBits: 15 }, "permessage-deflate", DEFAULT);
+    agreed("permessage-deflate", { localMaxWindowBits: 15 }, "permessage-deflate", DEFAULT);
     agreed(
       "permessage-deflate",
-      { serverMaxWindowBits: 8 },
+      { localMaxWindowBits: 8 },
       "permessage-deflate; server_max_window_bits=8",
       params(false, false, 8, 15),
     );
@@ -274,18 +274,18 @@ describe("negotiateDeflate: response rules", () => {
 
   it("client_max_window_bits=N: answered with min(N, option)", () => {
     const offer = (n: number) => `permessage-deflate; client_max_window_bits=${n}`;
-    agreed(offer(12), { clientMaxWindowBits: 10 }, offer(10), params(false, false, 15, 10));
-    agreed(offer(9), { clientMaxWindowBits: 10 }, offer(9), params(false, false, 15, 9));
+    agreed(offer(12), { remoteMaxWindowBits: 10 }, offer(10), params(false, false, 15, 10));
+    agreed(offer(9), { remoteMaxWindowBits: 10 }, offer(9), params(false, false, 15, 9));
     agreed(offer(15), undefined, offer(15), params(false, false, 15, 15));
   });
 
   it("client_max_window_bits without a value: answered only when the option is below 15", () => {
     const offer = "permessage-deflate; client_max_window_bits";
     agreed(offer, undefined, "permessage-deflate", DEFAULT);
-    agreed(offer, { clientMaxWindowBits: 15 }, "permessage-deflate", DEFAULT);
+    agreed(offer, { remoteMaxWindowBits: 15 }, "permessage-deflate", DEFAULT);
     agreed(
       offer,
-      { clientMaxWindowBits: 8 },
+      { remoteMaxWindowBits: 8 },
       "permessage-deflate; client_max_window_bits=8",
       params(false, false, 15, 8),
     );
@@ -293,7 +293,7 @@ describe("negotiateDeflate: response rules", () => {
 
   it("client_max_window_bits not offered: never sent, and the client may use 15", () => {
     for (let bits = 8; bits <= 15; bits++) {
-      agreed("permessage-deflate", { clientMaxWindowBits: bits }, "permessage-deflate", DEFAULT);
+      agreed("permessage-deflate", { remoteMaxWindowBits: bits }, "permessage-deflate", DEFAULT);
     }
   });
 
@@ -309,10 +309,10 @@ describe("negotiateDeflate: response rules", () => {
     agreed(
       "permessage-deflate; client_max_window_bits",
       {
-        clientMaxWindowBits: 9,
-        serverMaxWindowBits: 10,
-        clientNoContextTakeover: true,
-        serverNoContextTakeover: true,
+        remoteMaxWindowBits: 9,
+        localMaxWindowBits: 10,
+        remoteNoContextTakeover: true,
+        localNoContextTakeover: true,
       },
       "permessage-deflate; server_no_context_takeover; client_no_context_takeover; " +
         "server_max_window_bits=10; client_max_window_bits=9",
@@ -323,14 +323,14 @@ describe("negotiateDeflate: response rules", () => {
   it("does not change the offers it is given", () => {
     const offers = parse("permessage-deflate; server_max_window_bits=12; x, permessage-deflate");
     const copy = structuredClone(offers);
-    negotiateDeflate(offers, { serverMaxWindowBits: 9, clientNoContextTakeover: true });
+    negotiateDeflate(offers, { localMaxWindowBits: 9, remoteNoContextTakeover: true });
     assert.deepEqual(offers, copy);
   });
 });
 
 describe("negotiateDeflate: options", () => {
   it("throws a RangeError for window bits that are not integers from 8 to 15", () => {
-    for (const name of ["serverMaxWindowBits", "clientMaxWindowBits"] as const) {
+    for (const name of ["localMaxWindowBits", "remoteMaxWindowBits"] as const) {
       for (const bits of [7, 16, 0, -8, 10.5, NaN, Infinity, "10" as unknown as number]) {
         assert.throws(() => negotiate("permessage-deflate", { [name]: bits }), {
           name: "RangeError",
@@ -345,8 +345,8 @@ describe("negotiateDeflate: options", () => {
   it("accepts every integer from 8 to 15", () => {
     for (let bits = 8; bits <= 15; bits++) {
       assert.ok(negotiate("permessage-deflate", {
-        serverMaxWindowBits: bits,
-        clientMaxWindowBits: bits,
+        localMaxWindowBits: bits,
+        remoteMaxWindowBits: bits,
       }));
     }
   });
@@ -386,10 +386,10 @@ describe("negotiateDeflate: Autobahn|Testsuite 13.x offers", () => {
       assert.ok(agreement, name);
       assert.deepEqual(agreement.params, expected, name);
       let response = "permessage-deflate";
-      if (expected.serverNoContextTakeover) response += "; server_no_context_takeover";
+      if (expected.localNoContextTakeover) response += "; server_no_context_takeover";
       response += "; client_no_context_takeover";
       if (/server_max_window_bits/.test(header.split(",")[0])) {
-        response += `; server_max_window_bits=${expected.serverMaxWindowBits}`;
+        response += `; server_max_window_bits=${expected.localMaxWindowBits}`;
       }
       assert.equal(agreement.response, response, name);
     }
@@ -434,9 +434,9 @@ describe("negotiateDeflate: Autobahn|Testsuite 13.x offers", () => {
   });
 
   it("with a server that limits itself, keeps to the smaller of the two windows", () => {
-    const agreement = negotiate(cases[6][1], { serverMaxWindowBits: 12 });
+    const agreement = negotiate(cases[6][1], { localMaxWindowBits: 12 });
     assert.deepEqual(agreement?.params, params(true, true, 8, 15));
-    const four = negotiate(cases[3][1], { serverMaxWindowBits: 12, clientMaxWindowBits: 10 });
+    const four = negotiate(cases[3][1], { localMaxWindowBits: 12, remoteMaxWindowBits: 10 });
     assert.equal(
       four?.response,
       "permessage-deflate; client_no_context_takeover; server_max_window_bits=12; " +
@@ -463,10 +463,10 @@ function clientView(offer: ExtensionOffer, response: ExtensionOffer): DeflatePar
     return typeof value === "string" ? Number(value) : 15;
   };
   return {
-    serverNoContextTakeover: has(response, NAMES[0]),
-    clientNoContextTakeover: has(response, NAMES[1]) || has(offer, NAMES[1]),
-    serverMaxWindowBits: bits(response, NAMES[2]),
-    clientMaxWindowBits: bits(response, NAMES[3]),
+    localNoContextTakeover: has(response, NAMES[0]),
+    remoteNoContextTakeover: has(response, NAMES[1]) || has(offer, NAMES[1]),
+    localMaxWindowBits: bits(response, NAMES[2]),
+    remoteMaxWindowBits: bits(response, NAMES[3]),
   };
 }
 
@@ -489,10 +489,10 @@ describe("negotiateDeflate: properties", () => {
     return { name: "permessage-deflate", params: shuffled.map(({ p }) => p) };
   });
   const optionsArb: fc.Arbitrary<DeflateNegotiationOptions> = fc.record({
-    serverNoContextTakeover: fc.boolean(),
-    clientNoContextTakeover: fc.boolean(),
-    serverMaxWindowBits: fc.integer({ min: 8, max: 15 }),
-    clientMaxWindowBits: fc.integer({ min: 8, max: 15 }),
+    localNoContextTakeover: fc.boolean(),
+    remoteNoContextTakeover: fc.boolean(),
+    localMaxWindowBits: fc.integer({ min: 8, max: 15 }),
+    remoteMaxWindowBits: fc.integer({ min: 8, max: 15 }),
   }, { requiredKeys: [] });
 
   it("accepts every valid offer with a response that RFC 7692 allows and both sides read alike", () => {
@@ -527,9 +527,9 @@ describe("negotiateDeflate: properties", () => {
         // The agreed parameters are what a client reads from the response, and within the
         // server's options.
         assert.deepEqual(agreement.params, clientView(offer, response));
-        assert.ok(agreement.params.serverMaxWindowBits <= (options.serverMaxWindowBits ?? 15));
-        if (options.serverNoContextTakeover) assert.ok(agreement.params.serverNoContextTakeover);
-        if (options.clientNoContextTakeover) assert.ok(agreement.params.clientNoContextTakeover);
+        assert.ok(agreement.params.localMaxWindowBits <= (options.localMaxWindowBits ?? 15));
+        if (options.localNoContextTakeover) assert.ok(agreement.params.localNoContextTakeover);
+        if (options.remoteNoContextTakeover) assert.ok(agreement.params.remoteNoContextTakeover);
       }),
       { numRuns: 3000 },
     );
