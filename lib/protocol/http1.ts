@@ -346,7 +346,11 @@ class HeadReader {
         this.#failHeaderCount();
         return true;
       }
-    } else if (this.#response && !this.#httpPrefix(bytes, start, stop)) {
+    } else if (
+      this.#response && !(length === 1 && bytes[start] === CR) &&
+      !this.#httpPrefix(bytes, start, stop)
+    ) {
+      // (A lone CR may still be an empty line, which #line fails with its own message.)
       return true;
     }
     return false;
@@ -437,8 +441,8 @@ class HeadReader {
    */
   #statusLine(bytes: Uint8Array, start: number, stop: number): number {
     let i = start;
+    if (!this.#httpPrefix(bytes, start, stop)) return FAIL;
     while (i < stop && bytes[i] > SP && bytes[i] !== DEL) i++;
-    if (!this.#httpPrefix(bytes, start, i)) return FAIL;
     if (i >= stop) return INCOMPLETE;
     if (bytes[i] !== SP) {
       return this.#fail(
@@ -493,8 +497,8 @@ class HeadReader {
   }
 
   /**
-   * Whether `bytes[start, end)` can begin a status line: it is a prefix of "HTTP/" or starts
-   * with it. Fails the head if not, so garbage is refused at its first bytes.
+   * Whether the first bytes of `bytes[start, end)` (at most 5) can begin a status line: they
+   * are a prefix of "HTTP/". Fails the head if not, so garbage is refused at its first bytes.
    */
   #httpPrefix(bytes: Uint8Array, start: number, end: number): boolean {
     const n = end - start < 5 ? end - start : 5;

@@ -2,8 +2,10 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import {
+  checkDeflateResponse,
   type DeflateAgreement,
   type DeflateNegotiationOptions,
+  deflateOffer,
   type DeflateParams,
   negotiateDeflate,
 } from "./deflate_negotiation.ts";
@@ -455,7 +457,8 @@ const NAMES = [
   "client_max_window_bits",
 ] as const;
 
-/** What a client concludes from the response to its offer (RFC 7692 §7.1). */
+/** The server's parameters (local: the server's) as a client reads them from the response to
+ * its offer (RFC 7692 §7.1). */
 function clientView(offer: ExtensionOffer, response: ExtensionOffer): DeflateParams {
   const has = (o: ExtensionOffer, name: string) => o.params.some(([n]) => n === name);
   const bits = (o: ExtensionOffer, name: string) => {
@@ -552,6 +555,323 @@ describe("negotiateDeflate: properties", () => {
         if (agreement) {
           assert.ok(offers.some((o) => o.name === "permessage-deflate"));
           assert.ok(agreement.response.startsWith("permessage-deflate"));
+        }
+      }),
+      { numRuns: 3000 },
+    );
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// The client's side
+
+/** Checks a server's answer (a Sec-WebSocket-Extensions value with one element). */
+function check(answer: string, options?: DeflateNegotiationOptions): DeflateAgreement | string {
+  const parsed = parse(answer);
+  assert.equal(parsed.length, 1);
+  return checkDeflateResponse(parsed[0], options);
+}
+
+describe("deflateOffer", () => {
+  it("always offers client_max_window_bits, with a value below 15", () => {
+    assert.equal(deflateOffer(), "permessage-deflate; client_max_window_bits");
+    assert.equal(deflateOffer({}), "permessage-deflate; client_max_window_bits");
+    assert.equal(
+      deflateOffer({ localMaxWindowBits: 10 }),
+      "permessage-deflate; client_max_window_bits=10",
+    );
+    assert.equal(
+      deflateOffer({ localMaxWindowBits: 15 }),
+      "permessage-deflate; client_max_window_bits",
+    );
+  });
+
+  it("asks for server_max_window_bits below 15, and for both no_context_takeover flags", () => {
+    assert.equal(
+      deflateOffer({ remoteMaxWindowBits: 9 }),
+      "permessage-deflate; client_max_window_bits; server_max_window_bits=9",
+    );
+    assert.equal(
+      deflateOffer({
+        localNoContextTakeover: true,
+        remoteNoContextTakeover: true,
+        localMaxWindowBits: 12,
+        remoteMaxWindowBits: 11,
+      }),
+      "permessage-deflate; client_no_context_takeover; server_no_context_takeover; " +
+        "client_max_window_bits=12; server_max_window_bits=11",
+    );
+  });
+
+  it("writes an offer the extension parser reads and the server accepts", () => {
+    const offer = deflateOffer({ localNoContextTakeover: true, remoteMaxWindowBits: 10 });
+    assert.deepEqual(parse(offer), [{
+      name: "permessage-deflate",
+      params: [
+        ["client_no_context_takeover", true],
+        ["client_max_window_bits", true],
+        ["server_max_window_bits", "10"],
+      ],
+    }]);
+    assert.ok(negotiateDeflate(parse(offer)));
+  });
+
+  it("throws a RangeError for window bits that are not integers from 8 to 15", () => {
+    for (const bad of [7, 16, 12.5, NaN]) {
+      assert.throws(() => deflateOffer({ localMaxWindowBits: bad }), {
+        name: "RangeError",
+        message: "Cannot negotiate permessage-deflate: localMaxWindowBits must be an integer " +
+          "from 8 to 15",
+      });
+      assert.throws(() => deflateOffer({ remoteMaxWindowBits: bad }), RangeError);
+    }
+  });
+});
+
+describe("checkDeflateResponse", () => {
+  it("reads an answer without parameters as the defaults", () => {
+    assert.deepEqual(check("permessage-deflate"), {
+      params: params(false, false, 15, 15),
+      response: "permessage-deflate",
+    });
+  });
+
+  it("takes what a server may add unasked, each binding the side it names (§7.1)", () => {
+    assert.deepEqual(
+      check("permessage-deflate; server_no_context_takeover; client_no_context_takeover"),
+      {
+        params: params(true, true, 15, 15),
+        response: "permessage-deflate; " +
+          "server_no_context_takeover; client_no_context_takeover",
+      },
+    );
+    // server_max_window_bits unasked: the server tells us its window is smaller.
+    const smaller = check("permessage-deflate; server_max_window_bits=9");
+    assert.deepEqual(typeof smaller !== "string" && smaller.params, params(false, false, 15, 9));
+    // client_max_window_bits: we always offer it, so the server may limit our window.
+    const limited = check('permessage-deflate; client_max_window_bits="10"');
+    assert.deepEqual(typeof limited !== "string" && limited.params, params(false, false, 10, 15));
+    assert.equal(
+      typeof limited !== "string" && limited.response,
+      "permessage-deflate; client_max_window_bits=10",
+    );
+  });
+
+  it("keeps the client's own promises when the answer does not repeat them", () => {
+    const agreement = check("permessage-deflate", {
+      localNoContextTakeover: true,
+      localMaxWindowBits: 11,
+    });
+    assert.deepEqual(
+      typeof agreement !== "string" && agreement.params,
+      params(true, false, 11, 15),
+    );
+  });
+
+  it("accepts server_max_window_bits at or below the value asked for", () => {
+    for (const answered of [8, 9, 10]) {
+      const agreement = check(`permessage-deflate; server_max_window_bits=${answered}`, {
+        remoteMaxWindowBits: 10,
+      });
+      assert.deepEqual(
+        typeof agreement !== "string" && agreement.params,
+        params(false, false, 15, answered),
+      );
+    }
+  });
+
+  for (
+    const [name, answer, options, reason] of [
+      [
+        "an unknown parameter",
+        "permessage-deflate; x_bits=1",
+        undefined,
+        'an unknown parameter "x_bits"',
+      ],
+      [
+        "a repeated parameter",
+        "permessage-deflate; server_no_context_takeover; server_no_context_takeover",
+        undefined,
+        "server_no_context_takeover is repeated",
+      ],
+      [
+        "a repeated window size",
+        "permessage-deflate; client_max_window_bits=10; client_max_window_bits=10",
+        undefined,
+        "client_max_window_bits is repeated",
+      ],
+      [
+        "a value on server_no_context_takeover",
+        "permessage-deflate; server_no_context_takeover=1",
+        undefined,
+        "server_no_context_takeover takes no value",
+      ],
+      [
+        "a value on client_no_context_takeover",
+        'permessage-deflate; client_no_context_takeover="x"',
+        undefined,
+        "client_no_context_takeover takes no value",
+      ],
+      [
+        "client_max_window_bits without a value",
+        "permessage-deflate; client_max_window_bits",
+        undefined,
+        "client_max_window_bits needs a value from 8 to 15",
+      ],
+      ...["7", "16", "010", "1e1", "+9", "a"].map((value) =>
+        [
+          `server_max_window_bits=${value}`,
+          `permessage-deflate; server_max_window_bits=${value}`,
+          undefined,
+          "server_max_window_bits needs a value from 8 to 15",
+        ] as const
+      ),
+      [
+        "server_max_window_bits without a value",
+        "permessage-deflate; server_max_window_bits",
+        undefined,
+        "server_max_window_bits needs a value from 8 to 15",
+      ],
+      [
+        "server_max_window_bits above the value asked for",
+        "permessage-deflate; server_max_window_bits=11",
+        { remoteMaxWindowBits: 10 },
+        "server_max_window_bits=11 is above the 10 asked for",
+      ],
+      [
+        "server_max_window_bits asked for and not answered",
+        "permessage-deflate; client_max_window_bits=10",
+        { remoteMaxWindowBits: 10 },
+        "server_max_window_bits was asked for and not answered",
+      ],
+      [
+        "client_max_window_bits above the value offered",
+        "permessage-deflate; client_max_window_bits=12",
+        { localMaxWindowBits: 11 },
+        "client_max_window_bits=12 is above the 11 offered",
+      ],
+      [
+        "server_no_context_takeover asked for and not answered",
+        "permessage-deflate; client_no_context_takeover",
+        { remoteNoContextTakeover: true },
+        "server_no_context_takeover was asked for and not answered",
+      ],
+      ["another extension", "x-foo", undefined, '"x-foo" is not permessage-deflate'],
+    ] as Array<readonly [string, string, DeflateNegotiationOptions | undefined, string]>
+  ) {
+    it(`fails ${name}`, () => {
+      assert.equal(check(answer, options), `Invalid permessage-deflate response: ${reason}`);
+    });
+  }
+
+  it("throws a RangeError for window bits that are not integers from 8 to 15", () => {
+    const [answer] = parse("permessage-deflate");
+    assert.throws(() => checkDeflateResponse(answer, { remoteMaxWindowBits: 16 }), RangeError);
+  });
+});
+
+describe("client offer → server answer → client check", () => {
+  const optionsArb: fc.Arbitrary<DeflateNegotiationOptions> = fc.record({
+    localNoContextTakeover: fc.boolean(),
+    remoteNoContextTakeover: fc.boolean(),
+    localMaxWindowBits: fc.integer({ min: 8, max: 15 }),
+    remoteMaxWindowBits: fc.integer({ min: 8, max: 15 }),
+  }, { requiredKeys: [] });
+
+  /** One negotiation: the client's agreement and the server's. */
+  function negotiateBoth(client: DeflateNegotiationOptions, server: DeflateNegotiationOptions) {
+    const serverSide = negotiateDeflate(parse(deflateOffer(client)), server);
+    assert.ok(serverSide, "a sluice server accepts every offer a sluice client makes");
+    const clientSide = check(serverSide.response, client);
+    assert.ok(typeof clientSide !== "string", clientSide as string);
+    return { clientSide, serverSide };
+  }
+
+  /** The same agreement seen from the other end. */
+  function mirror(p: DeflateParams): DeflateParams {
+    return params(
+      p.remoteNoContextTakeover,
+      p.localNoContextTakeover,
+      p.remoteMaxWindowBits,
+      p.localMaxWindowBits,
+    );
+  }
+
+  it("shared mode, as serve() sets it up, against a default client", () => {
+    const { clientSide, serverSide } = negotiateBoth({}, {
+      localNoContextTakeover: true,
+      remoteNoContextTakeover: true,
+    });
+    assert.equal(
+      serverSide.response,
+      "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
+    );
+    assert.deepEqual(clientSide.params, params(true, true, 15, 15));
+    assert.deepEqual(clientSide.params, mirror(serverSide.params));
+  });
+
+  it("a client that limits both windows against a server that limits them further", () => {
+    const { clientSide, serverSide } = negotiateBoth(
+      { localMaxWindowBits: 12, remoteMaxWindowBits: 12 },
+      { localMaxWindowBits: 10, remoteMaxWindowBits: 9 },
+    );
+    assert.equal(
+      serverSide.response,
+      "permessage-deflate; server_max_window_bits=10; client_max_window_bits=9",
+    );
+    assert.deepEqual(clientSide.params, params(false, false, 9, 10));
+    assert.deepEqual(clientSide.params, mirror(serverSide.params));
+  });
+
+  it("always agree, each side's local parameters the other's remote ones", () => {
+    fc.assert(
+      fc.property(optionsArb, optionsArb, (client, server) => {
+        const { clientSide, serverSide } = negotiateBoth(client, server);
+        assert.deepEqual(clientSide.params, mirror(serverSide.params));
+        assert.equal(clientSide.response, serverSide.response);
+        // Each side keeps to what it asked for and what it promised.
+        const c = clientSide.params;
+        if (client.localNoContextTakeover) assert.ok(c.localNoContextTakeover);
+        if (client.remoteNoContextTakeover) assert.ok(c.remoteNoContextTakeover);
+        assert.ok(c.localMaxWindowBits <= (client.localMaxWindowBits ?? 15));
+        assert.ok(c.remoteMaxWindowBits <= (client.remoteMaxWindowBits ?? 15));
+        const s = serverSide.params;
+        if (server.localNoContextTakeover) assert.ok(s.localNoContextTakeover);
+        if (server.remoteNoContextTakeover) assert.ok(s.remoteNoContextTakeover);
+        assert.ok(s.localMaxWindowBits <= (server.localMaxWindowBits ?? 15));
+        assert.ok(s.remoteMaxWindowBits <= (server.remoteMaxWindowBits ?? 15));
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it("never throws on arbitrary answers", () => {
+    const answerArb = fc.record({
+      name: fc.constantFrom("permessage-deflate", "x-foo"),
+      params: fc.array(
+        fc.tuple(
+          fc.oneof(fc.constantFrom(...NAMES), fc.string({ maxLength: 8 })),
+          fc.oneof(
+            fc.constant(true as const),
+            fc.string({ maxLength: 4 }),
+            fc.integer({ min: 6, max: 17 }).map(String),
+          ),
+        ),
+        { maxLength: 5 },
+      ),
+    });
+    fc.assert(
+      fc.property(answerArb, optionsArb, (answer, options) => {
+        const result = checkDeflateResponse(answer, options);
+        if (typeof result === "string") {
+          assert.match(result, /^Invalid permessage-deflate response: /);
+        } else {
+          assert.equal(answer.name, "permessage-deflate");
+          for (
+            const bits of [result.params.localMaxWindowBits, result.params.remoteMaxWindowBits]
+          ) {
+            assert.ok(bits >= 8 && bits <= 15);
+          }
         }
       }),
       { numRuns: 3000 },
