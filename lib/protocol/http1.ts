@@ -892,10 +892,10 @@ function requestRefusal(reader: HeadReader): HandshakeRefusal {
  * ```ts
  * import { ResponseHeadParser } from "./http1.ts";
  * const parser = new ResponseHeadParser();
- * const bytes = new TextEncoder().encode(
- *   "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x00",
+ * const head = new TextEncoder().encode(
+ *   "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n",
  * );
- * console.log(parser.push(bytes)); // 1
+ * console.log(parser.push(new Uint8Array([...head, 0x81, 0x00]))); // 1
  * console.log(parser.head?.status, parser.head?.headers); // 101 [ [ "upgrade", "websocket" ] ]
  * console.log(parser.rest); // Uint8Array(2) [ 129, 0 ]
  * ```
