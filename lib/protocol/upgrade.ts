@@ -12,7 +12,7 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import { HandshakeError } from "./errors.ts";
+import { type ErrorCode, HandshakeError } from "./errors.ts";
 import {
   checkDeflateResponse,
   type DeflateAgreement,
@@ -702,7 +702,7 @@ export class ClientHandshake {
     });
     this.request = bytes;
     this.key = key;
-    this.#protocols = options?.protocols ?? [];
+    this.#protocols = [...(options?.protocols ?? [])];
     this.#offered = offered;
     this.#deflate = deflate;
   }
@@ -823,8 +823,7 @@ export class ClientHandshake {
         { status, headers, body: rest.slice() },
       );
     }
-    const fail = (code: Parameters<typeof failure>[0], reason: string) =>
-      failure(code, reason, head);
+    const fail = (code: ErrorCode, reason: string) => failure(code, reason, head);
     // RFC 9110 §7.8: a 101 answers an HTTP/1.1 request only.
     if (head.version !== "HTTP/1.1") {
       return fail("WS_ERR_HANDSHAKE_BAD_RESPONSE", "a 101 response in HTTP/1.0");
@@ -928,16 +927,7 @@ export class ClientHandshake {
 }
 
 /** A failed check of a 101 response. */
-function failure(
-  code:
-    | "WS_ERR_HANDSHAKE_BAD_RESPONSE"
-    | "WS_ERR_HANDSHAKE_UPGRADE"
-    | "WS_ERR_HANDSHAKE_ACCEPT"
-    | "WS_ERR_HANDSHAKE_EXTENSION"
-    | "WS_ERR_HANDSHAKE_SUBPROTOCOL",
-  reason: string,
-  head: ResponseHead,
-): HandshakeError {
+function failure(code: ErrorCode, reason: string, head: ResponseHead): HandshakeError {
   return new HandshakeError(code, `Handshake failed: ${reason}`, {
     status: head.status,
     headers: head.headers,
