@@ -43,15 +43,15 @@ const VARIANTS = 16; // a power of two: the index wraps with a mask
 const LIMIT = 16 * 1024 * 1024; // the server's default maxPayloadLength
 
 const SHARED: DeflateParams = {
-  serverNoContextTakeover: true,
-  clientNoContextTakeover: true,
-  serverMaxWindowBits: 15,
-  clientMaxWindowBits: 15,
+  localNoContextTakeover: true,
+  remoteNoContextTakeover: true,
+  localMaxWindowBits: 15,
+  remoteMaxWindowBits: 15,
 };
 const DEDICATED: DeflateParams = {
   ...SHARED,
-  serverNoContextTakeover: false,
-  clientNoContextTakeover: false,
+  localNoContextTakeover: false,
+  remoteNoContextTakeover: false,
 };
 
 interface Mode {
@@ -186,7 +186,7 @@ for (const kind of kinds) {
       const compressor = mode.engine.compressor(mode.params, mode.tuning);
       const decompressor = mode.engine.decompressor(mode.params);
       let i = 0;
-      if (mode.engine === zlibEngine && mode.params.serverNoContextTakeover) {
+      if (mode.engine === zlibEngine && mode.params.localNoContextTakeover) {
         bench(name(mode), () => {
           i = (i + 1) & (VARIANTS - 1);
           return do_not_optimize(roundTripSync(compressor, decompressor, inputs[i]));

@@ -1,6 +1,7 @@
 /**
  * The opening handshake: parsing and validating a Chrome upgrade request (whole and in three
- * chunks), the accept key, and the 101 response.
+ * chunks), the accept key, and the 101 response; for the client, parsing that response and the
+ * whole client side (request with a fresh key, then the response read and verified).
  *
  * Run with `deno run -A bench/handshake_bench.ts` or `bun bench/handshake_bench.ts`.
  *
@@ -14,6 +15,8 @@ import {
   RequestHeadParser,
   validateUpgradeRequest,
 } from "../lib/protocol/handshake.ts";
+import { ResponseHeadParser } from "../lib/protocol/http1.ts";
+import { ClientHandshake } from "../lib/protocol/upgrade.ts";
 
 const REQUEST = new TextEncoder().encode(
   "GET /chat HTTP/1.1\r\n" +
@@ -45,6 +48,16 @@ function check(): void {
   if (acceptKey(info.key) !== "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=") throw new Error("accept key");
 }
 check();
+const RESPONSE = acceptResponse(KEY, {
+  protocol: "chat",
+  extensions: "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
+});
+{
+  const client = new ClientHandshake("ws://localhost:8080/chat", { protocols: ["chat"] });
+  if (client.receive(acceptResponse(client.key, { protocol: "chat" })) !== 1) {
+    throw new Error(`the client refused: ${client.error?.message}`);
+  }
+}
 console.log(`request: ${REQUEST.length} bytes, ${CHUNKS.map((c) => c.length).join(" + ")}`);
 
 summary(() => {
@@ -67,5 +80,23 @@ bench("acceptResponse with protocol + extensions", () =>
   do_not_optimize(
     acceptResponse(KEY, { protocol: "chat", extensions: "permessage-deflate" }),
   ));
+bench("parse a 101 response head, 1 chunk", () => {
+  const parser = new ResponseHeadParser();
+  parser.push(RESPONSE);
+  do_not_optimize(parser.head);
+});
+bench("client: request + verify a 101 (with permessage-deflate)", () => {
+  const client = new ClientHandshake("ws://localhost:8080/chat", {
+    protocols: ["chat"],
+    perMessageDeflate: true,
+  });
+  client.receive(
+    acceptResponse(client.key, {
+      protocol: "chat",
+      extensions: "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
+    }),
+  );
+  do_not_optimize(client.result);
+});
 
 await run();

@@ -481,7 +481,7 @@ describe("Protocol + permessage-deflate: sending", () => {
           assert.deepEqual(writes[0].payload, below);
           assert.deepEqual(writes[3].payload, pattern(5000, 6));
           // Under context takeover each payload is read after the previous compressed ones.
-          const client = s.params.serverNoContextTakeover ? undefined : new ClientStream("inflate");
+          const client = s.params.localNoContextTakeover ? undefined : new ClientStream("inflate");
           try {
             const read = (payload: Uint8Array) =>
               client === undefined ? Promise.resolve(inflate(payload)) : client.message(payload);
@@ -509,7 +509,7 @@ describe("Protocol + permessage-deflate: sending", () => {
           const big = "z😀".repeat(20_000); // past the shared encode buffer
           protocol.send(big);
           await host.until(() => host.writes.length === 4, "four frames");
-          const client = s.params.serverNoContextTakeover ? undefined : new ClientStream("inflate");
+          const client = s.params.localNoContextTakeover ? undefined : new ClientStream("inflate");
           try {
             const read = (payload: Uint8Array) =>
               client === undefined ? Promise.resolve(inflate(payload)) : client.message(payload);
@@ -623,7 +623,7 @@ describe("Protocol + permessage-deflate: sending", () => {
 
 describe("Protocol + permessage-deflate: a window the engine cannot keep to", () => {
   it("the web engine, held to a 9-bit window, sends uncompressed and still reads compressed", async () => {
-    const params: DeflateParams = { ...SHARED, serverMaxWindowBits: 9 };
+    const params: DeflateParams = { ...SHARED, localMaxWindowBits: 9 };
     await using({ engine: webEngine, params }, async (protocol, host) => {
       const big = "x".repeat(4 * THRESHOLD);
       protocol.send(big);
@@ -644,7 +644,7 @@ describe("Protocol + permessage-deflate: a window the engine cannot keep to", ()
   });
 
   it("the zlib engine keeps to it (its 9-bit window reaches back at most 250 bytes)", async () => {
-    const params: DeflateParams = { ...SHARED, serverMaxWindowBits: 9 };
+    const params: DeflateParams = { ...SHARED, localMaxWindowBits: 9 };
     await using({ engine: zlibEngine, params }, (protocol, host) => {
       protocol.send("x".repeat(4 * THRESHOLD));
       assert.equal(host.writes[0].rsv1, true);

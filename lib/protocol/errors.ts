@@ -104,6 +104,22 @@ export const ErrorCodes = {
    * Under the policy `"drop"` it stays open; under `"close"` it is closed with this code.
    */
   WS_ERR_BACKPRESSURE_DROP: 1008,
+  /** The server answered the opening handshake with a status other than 101 (RFC 6455 §4.1). */
+  WS_ERR_HANDSHAKE_REFUSED: 1006,
+  /** The server's answer is not a well-formed HTTP/1.1 or HTTP/1.0 response head (RFC 9112). */
+  WS_ERR_HANDSHAKE_BAD_RESPONSE: 1006,
+  /** The server's response head went over a configured limit. */
+  WS_ERR_HANDSHAKE_TOO_LARGE: 1006,
+  /** The connection ended before the server's response head was complete. */
+  WS_ERR_HANDSHAKE_INCOMPLETE: 1006,
+  /** A 101 response without `Upgrade: websocket` or `Connection: upgrade` (RFC 6455 §4.1). */
+  WS_ERR_HANDSHAKE_UPGRADE: 1006,
+  /** A 101 response whose Sec-WebSocket-Accept is missing or wrong (RFC 6455 §4.1). */
+  WS_ERR_HANDSHAKE_ACCEPT: 1006,
+  /** A 101 response with a subprotocol the client did not offer (RFC 6455 §4.1). */
+  WS_ERR_HANDSHAKE_SUBPROTOCOL: 1006,
+  /** A 101 response with extensions the client did not offer, or cannot accept (RFC 6455 §4.1). */
+  WS_ERR_HANDSHAKE_EXTENSION: 1006,
 } as const;
 
 /** A stable error code string, such as `"WS_ERR_INVALID_UTF8"`. */
@@ -138,5 +154,67 @@ export class WebSocketError extends Error {
     this.name = "WebSocketError";
     this.code = code;
     this.closeCode = ErrorCodes[code];
+  }
+}
+
+/**
+ * What a {@linkcode HandshakeError} knows of the server's response, and the standard `cause`.
+ *
+ * @example
+ * ```ts
+ * import { HandshakeError } from "./errors.ts";
+ * const error = new HandshakeError("WS_ERR_HANDSHAKE_REFUSED", "Refused", { status: 404 });
+ * console.log(error.status, error.body.length); // 404 0
+ * ```
+ */
+export interface HandshakeErrorOptions extends ErrorOptions {
+  /** The status code, or 0 when no valid status line arrived. @default {0} */
+  status?: number;
+  /** The response's header fields: names lower-cased, in arrival order. @default {[]} */
+  headers?: Array<[name: string, value: string]>;
+  /**
+   * Bytes that followed the head of a refusal: the start of its body, or all of it.
+   * @default {new Uint8Array(0)}
+   */
+  body?: Uint8Array;
+}
+
+/**
+ * Why a client's opening handshake failed (RFC 6455 §4.1): the server refused it
+ * (`WS_ERR_HANDSHAKE_REFUSED`, with the status, headers and the body bytes that arrived), or
+ * its answer broke the rules. No Close frame is ever sent for it: `closeCode` is 1006.
+ *
+ * @example
+ * ```ts
+ * import { HandshakeError } from "./errors.ts";
+ * const error = new HandshakeError("WS_ERR_HANDSHAKE_REFUSED", "Refused: 403 Forbidden", {
+ *   status: 403,
+ *   headers: [["content-type", "text/plain"]],
+ *   body: new TextEncoder().encode("go away"),
+ * });
+ * console.log(error.code, error.status, error.closeCode); // WS_ERR_HANDSHAKE_REFUSED 403 1006
+ * ```
+ */
+export class HandshakeError extends WebSocketError {
+  /** The response's status code, or 0 when no valid status line arrived. */
+  readonly status: number;
+  /** The response's header fields (names lower-cased), empty when the head did not parse. */
+  readonly headers: Array<[name: string, value: string]>;
+  /** Bytes that followed a refusal's head: the start of its body, or all of it. */
+  readonly body: Uint8Array;
+
+  /**
+   * Makes an error.
+   *
+   * @param code The stable code, one of the `WS_ERR_HANDSHAKE_*` codes.
+   * @param message What happened, for people.
+   * @param options What is known of the response, and the standard `cause`.
+   */
+  constructor(code: ErrorCode, message: string, options?: HandshakeErrorOptions) {
+    super(code, message, options);
+    this.name = "HandshakeError";
+    this.status = options?.status ?? 0;
+    this.headers = options?.headers ?? [];
+    this.body = options?.body ?? new Uint8Array(0);
   }
 }

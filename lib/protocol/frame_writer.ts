@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { unmask } from "./mask.ts";
+import { maskInto } from "./mask.ts";
 
 /** The largest header: 2 bytes, 8 of extended length, 4 of masking key. */
 export const MAX_HEADER_SIZE = 14;
@@ -90,6 +90,40 @@ export function writeHeader(
   return i;
 }
 
+/**
+ * Writes a frame's payload at `offset` in `target`, right after its header: copied as is, or
+ * masked with the key a client's frame carries (RFC 6455 §5.3). The caller's payload is left
+ * unchanged either way.
+ *
+ * @param target Where to write; needs `payload.length` bytes at `offset`.
+ * @param offset Where the payload starts: the offset {@linkcode writeHeader} returned.
+ * @param payload The payload.
+ * @param mask The masking key the header carries, for frames a client sends.
+ * @returns The offset just past the payload.
+ *
+ * @example
+ * ```ts
+ * import { headerSize, writeHeader, writePayload } from "./frame_writer.ts";
+ * const payload = new TextEncoder().encode("Hello");
+ * const mask = Uint8Array.of(0x37, 0xfa, 0x21, 0x3d);
+ * const frame = new Uint8Array(headerSize(payload.length, true) + payload.length);
+ * const start = writeHeader(frame, 0, 0x1, payload.length, true, false, mask);
+ * writePayload(frame, start, payload, mask);
+ * console.log(frame); // the RFC 6455 §5.7 masked "Hello":
+ * // Uint8Array(11) [129, 133, 55, 250, 33, 61, 127, 159, 77, 81, 88]
+ * ```
+ */
+export function writePayload(
+  target: Uint8Array,
+  offset: number,
+  payload: Uint8Array,
+  mask?: Uint8Array,
+): number {
+  if (mask !== undefined) return maskInto(payload, mask, target, offset);
+  target.set(payload, offset);
+  return offset + payload.length;
+}
+
 /** How {@linkcode encodeFrame} builds a frame. */
 export interface EncodeFrameOptions {
   /** The FIN bit. @default {true} */
@@ -123,8 +157,11 @@ export function encodeFrame(
 ): Uint8Array {
   const { fin = true, rsv1 = false, mask } = options;
   const frame = new Uint8Array(headerSize(payload.length, mask !== undefined) + payload.length);
-  const start = writeHeader(frame, 0, opcode, payload.length, fin, rsv1, mask);
-  frame.set(payload, start);
-  if (mask !== undefined) unmask(frame.subarray(start), mask);
+  writePayload(
+    frame,
+    writeHeader(frame, 0, opcode, payload.length, fin, rsv1, mask),
+    payload,
+    mask,
+  );
   return frame;
 }

@@ -1,7 +1,14 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { encodeFrame, headerSize, MAX_HEADER_SIZE, writeHeader } from "./frame_writer.ts";
+import {
+  encodeFrame,
+  headerSize,
+  MAX_HEADER_SIZE,
+  writeHeader,
+  writePayload,
+} from "./frame_writer.ts";
+import { MaskKeySource } from "./mask_keys.ts";
 import { FrameParser } from "./frame_parser.ts";
 import {
   assertEvents,
@@ -210,5 +217,36 @@ describe("encodeFrame", () => {
       ]),
       "concatenated",
     );
+  });
+});
+
+describe("writePayload", () => {
+  it("writes a client's masked frame behind its header, leaving the payload unchanged", () => {
+    const keys = new MaskKeySource();
+    for (const length of [0, 1, 5, 63, 64, 125, 126, 1000, 65536]) {
+      const payload = pattern(length, length);
+      const before = payload.slice();
+      const mask = keys.next();
+      const buffer = new Uint8Array(3 + MAX_HEADER_SIZE + length + 3);
+      const start = writeHeader(buffer, 3, 0x2, length, true, false, mask);
+      assert.equal(start, 3 + headerSize(length, true));
+      const end = writePayload(buffer, start, payload, mask);
+      assert.equal(end, start + length);
+      assert.ok(sameBytes(payload, before), `payload of ${length} bytes changed`);
+      // The server's parser reads it back.
+      const sink = feed(buffer.subarray(3, end), [], { requireMask: true });
+      assertEvents(
+        sink.events,
+        expectedEvents([{ opcode: 0x2, fin: true, rsv1: false, payload }]),
+        `${length}`,
+      );
+    }
+  });
+
+  it("copies an unmasked payload as is", () => {
+    const payload = pattern(300, 9);
+    const buffer = new Uint8Array(310);
+    assert.equal(writePayload(buffer, 10, payload), 310);
+    assert.ok(sameBytes(buffer.subarray(10), payload));
   });
 });

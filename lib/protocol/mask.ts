@@ -73,3 +73,57 @@ export function unmaskWords(data: Uint8Array, mask: Uint8Array, offset = 0): voi
   i += words << 2;
   for (; i < length; i++) data[i] ^= mask[(i + offset) & 3];
 }
+
+/**
+ * From this many bytes on, {@linkcode maskInto} copies and then masks word-wise; below it, it
+ * masks byte by byte while copying. The word path's fixed cost (two views) is higher than
+ * {@linkcode unmask}'s since the copy comes first (bench/mask_key_bench.ts).
+ */
+export const MASK_COPY_THRESHOLD = 256;
+
+/**
+ * Writes `source` XORed with the 4-byte `mask` into `target` at `offset`, leaving `source`
+ * unchanged: how a client's payload is masked into its outgoing buffer (RFC 6455 §5.3).
+ * Short payloads are masked byte by byte on the way; from {@linkcode MASK_COPY_THRESHOLD}
+ * bytes on they are copied, then masked in place word-wise.
+ *
+ * @param source The payload.
+ * @param mask The masking key: 4 bytes.
+ * @param target Where to write; needs `source.length` bytes at `offset`.
+ * @param offset Where the masked payload starts in `target`.
+ * @returns The offset just past the masked payload.
+ *
+ * @example
+ * ```ts
+ * import { maskInto } from "./mask.ts";
+ * const out = new Uint8Array(7);
+ * const end = maskInto(new TextEncoder().encode("Hello"), Uint8Array.of(0x37, 0xfa, 0x21, 0x3d), out, 2);
+ * console.log(end, out); // 7 Uint8Array(7) [0, 0, 127, 159, 77, 81, 88]
+ * ```
+ */
+export function maskInto(
+  source: Uint8Array,
+  mask: Uint8Array,
+  target: Uint8Array,
+  offset: number,
+): number {
+  const length = source.length;
+  if (length < MASK_COPY_THRESHOLD) {
+    const m0 = mask[0];
+    const m1 = mask[1];
+    const m2 = mask[2];
+    const m3 = mask[3];
+    let i = 0;
+    for (; i + 4 <= length; i += 4) {
+      target[offset + i] = source[i] ^ m0;
+      target[offset + i + 1] = source[i + 1] ^ m1;
+      target[offset + i + 2] = source[i + 2] ^ m2;
+      target[offset + i + 3] = source[i + 3] ^ m3;
+    }
+    for (; i < length; i++) target[offset + i] = source[i] ^ mask[i & 3];
+    return offset + length;
+  }
+  target.set(source, offset);
+  unmaskWords(target.subarray(offset, offset + length), mask);
+  return offset + length;
+}

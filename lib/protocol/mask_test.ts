@@ -1,7 +1,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { unmask, WORD_MASK_THRESHOLD } from "./mask.ts";
+import { maskInto, unmask, WORD_MASK_THRESHOLD } from "./mask.ts";
 import { hex, pattern, referenceMask, sameBytes, toHex } from "./_test_util.ts";
 
 const KEYS = [hex("37 fa 21 3d"), hex("00 00 00 00"), hex("ff ff ff ff"), hex("01 02 04 80")];
@@ -141,5 +141,63 @@ describe("unmask", () => {
     assert.notEqual(toHex(work), toHex(data));
     unmask(work, KEYS[3], 2);
     assert.equal(toHex(work), toHex(data));
+  });
+});
+
+describe("maskInto", () => {
+  it("masks the RFC 6455 §5.7 'Hello' example into a buffer", () => {
+    const out = new Uint8Array(8);
+    const source = new TextEncoder().encode("Hello");
+    assert.equal(maskInto(source, hex("37 fa 21 3d"), out, 1), 6);
+    assert.equal(toHex(out), "00 7f 9f 4d 51 58 00 00");
+    assert.equal(new TextDecoder().decode(source), "Hello");
+  });
+
+  it("matches the reference loop for lengths 0..300 at target offsets 0..7, source unchanged", () => {
+    for (const key of KEYS) {
+      for (let length = 0; length <= 300; length++) {
+        const source = pattern(length, length);
+        const before = source.slice();
+        const expected = referenceMask(source, key);
+        for (let offset = 0; offset < 8; offset++) {
+          const target = pattern(offset + length + 8, 7);
+          const guard = target.slice();
+          assert.equal(maskInto(source, key, target, offset), offset + length);
+          const at = firstDifference(target.subarray(offset, offset + length), expected);
+          assert.equal(at, -1, `length ${length}, offset ${offset}: byte ${at}`);
+          assert.ok(sameBytes(target.subarray(0, offset), guard.subarray(0, offset)));
+          assert.ok(sameBytes(target.subarray(offset + length), guard.subarray(offset + length)));
+        }
+        assert.ok(sameBytes(source, before), `source of ${length} bytes changed`);
+      }
+    }
+  });
+
+  it("masks large payloads from unaligned sources", () => {
+    for (const length of [WORD_MASK_THRESHOLD, 4096 + 3, 1 << 20]) {
+      const backing = pattern(length + 3, 5);
+      const source = backing.subarray(3);
+      const target = new Uint8Array(length + 14);
+      maskInto(source, KEYS[3], target, 14);
+      assert.ok(sameBytes(target.subarray(14), referenceMask(source, KEYS[3])), `${length}`);
+    }
+  });
+
+  it("is undone by unmask", () => {
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ maxLength: 500 }),
+        fc.uint8Array({ minLength: 4, maxLength: 4 }),
+        fc.nat({ max: 16 }),
+        (data, key, offset) => {
+          const target = new Uint8Array(offset + data.length);
+          maskInto(data, key, target, offset);
+          const payload = target.subarray(offset);
+          unmask(payload, key);
+          assert.ok(sameBytes(payload, data));
+        },
+      ),
+      { numRuns: 300 },
+    );
   });
 });

@@ -13,10 +13,10 @@ import { hex, pattern, sameBytes, toHex } from "./_test_util.ts";
 import { random, repetitive, settle } from "./extensions/_deflate_test_util.ts";
 
 const SHARED: DeflateParams = {
-  serverNoContextTakeover: true,
-  clientNoContextTakeover: true,
-  serverMaxWindowBits: 15,
-  clientMaxWindowBits: 15,
+  localNoContextTakeover: true,
+  remoteNoContextTakeover: true,
+  localMaxWindowBits: 15,
+  remoteMaxWindowBits: 15,
 };
 
 /** Payload lengths at the edges of the 7-bit, 16-bit and 64-bit encodings (RFC 6455 §5.2). */
@@ -185,7 +185,7 @@ describe("PreparedMessage: compressedFrame", () => {
   it("the zlib engine hands out one compressor per setting, each with its own cached frame", () => {
     const a = zlibEngine.compressor(SHARED, {});
     assert.equal(zlibEngine.compressor({ ...SHARED }, {}), a, "same settings: same compressor");
-    const small = zlibEngine.compressor({ ...SHARED, serverMaxWindowBits: 9 }, {});
+    const small = zlibEngine.compressor({ ...SHARED, localMaxWindowBits: 9 }, {});
     assert.notEqual(small, a, "another window size: another compressor");
     assert.equal(small.shareable, true);
     // A random kilobyte repeated: a 32 KiB window reaches back to the last copy, a 512-byte one
@@ -237,7 +237,7 @@ describe("PreparedMessage: compressedFrame", () => {
     assert.throws(() => message.compressedFrame(asyncCompressor), expected);
 
     // The zlib engine's compressor with context takeover is such a compressor.
-    const stream = zlibEngine.compressor({ ...SHARED, serverNoContextTakeover: false }, {});
+    const stream = zlibEngine.compressor({ ...SHARED, localNoContextTakeover: false }, {});
     assert.notEqual(stream.shareable, true);
     try {
       assert.throws(() => message.compressedFrame(stream), expected);
@@ -344,7 +344,7 @@ describe("Protocol.sendPrepared", () => {
   });
 
   it("per-connection compression (context takeover): in order with what follows it", async () => {
-    const params = { ...SHARED, serverNoContextTakeover: false };
+    const params = { ...SHARED, localNoContextTakeover: false };
     const deflate = new PerMessageDeflate(zlibEngine, params, 0, {});
     const { protocol, written } = protocolWith({ deflate });
     const big = new PreparedMessage(repetitive(20_000));

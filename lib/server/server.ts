@@ -9,7 +9,6 @@ import { CloseCode } from "../protocol/errors.ts";
 import { DEFAULT_MAX_PAYLOAD_LENGTH, OPEN } from "../protocol/protocol.ts";
 import { describe } from "./_describe.ts";
 import { Connection } from "./connection.ts";
-import { negotiateDeflate } from "../protocol/extensions/deflate_negotiation.ts";
 import { webEngine } from "../protocol/extensions/web_engine.ts";
 import { zlibEngine } from "../protocol/extensions/zlib_engine.ts";
 import type {
@@ -642,16 +641,18 @@ function resolveDeflate(
   integer(level, 0, 9, "perMessageDeflate.level");
   integer(memLevel, 1, 9, "perMessageDeflate.memLevel");
   integer(threshold, 0, Number.MAX_SAFE_INTEGER, "perMessageDeflate.threshold");
+  // Checks the window bits now (RangeError), not at the first handshake.
+  integer(serverMaxWindowBits, 8, 15, "perMessageDeflate.serverMaxWindowBits");
+  integer(clientMaxWindowBits, 8, 15, "perMessageDeflate.clientMaxWindowBits");
   const shared = mode === "shared";
   const chosen = engine === "zlib" ? zlibEngine : webEngine;
+  // The server's side of the negotiation: local is the server, remote the client.
   const negotiation = {
-    serverNoContextTakeover: shared,
-    clientNoContextTakeover: shared,
-    serverMaxWindowBits,
-    clientMaxWindowBits,
+    localNoContextTakeover: shared,
+    remoteNoContextTakeover: shared,
+    localMaxWindowBits: serverMaxWindowBits,
+    remoteMaxWindowBits: clientMaxWindowBits,
   };
-  // Checks the window bits now (RangeError), not at the first handshake.
-  negotiateDeflate([], negotiation);
   return {
     engine: chosen,
     negotiation,

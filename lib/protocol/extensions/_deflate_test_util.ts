@@ -28,16 +28,16 @@ export const MiB = 1024 * 1024;
 
 /** No context takeover either way: the stateless compressor and decompressor ("shared"). */
 export const STATELESS: DeflateParams = {
-  serverNoContextTakeover: true,
-  clientNoContextTakeover: true,
-  serverMaxWindowBits: 15,
-  clientMaxWindowBits: 15,
+  localNoContextTakeover: true,
+  remoteNoContextTakeover: true,
+  localMaxWindowBits: 15,
+  remoteMaxWindowBits: 15,
 };
 /** Context takeover both ways: persistent zlib streams ("dedicated"). */
 export const TAKEOVER: DeflateParams = {
   ...STATELESS,
-  serverNoContextTakeover: false,
-  clientNoContextTakeover: false,
+  localNoContextTakeover: false,
+  remoteNoContextTakeover: false,
 };
 
 // Data

@@ -64,17 +64,17 @@ export interface DeflateEngine {
   /** The smallest window (base-2 logarithm) its compressor can keep to, 8 to 15. */
   readonly minWindowBits: number;
   /**
-   * A compressor for the server's messages.
+   * A compressor for this endpoint's messages.
    *
-   * @param params The agreed parameters; `serverNoContextTakeover` and `serverMaxWindowBits`
+   * @param params The agreed parameters; `localNoContextTakeover` and `localMaxWindowBits`
    * apply.
    * @param tuning Level and memory.
    */
   compressor(params: DeflateParams, tuning: DeflateTuning): MessageCompressor;
   /**
-   * A decompressor for the client's messages.
+   * A decompressor for the peer's messages.
    *
-   * @param params The agreed parameters; `clientNoContextTakeover` applies.
+   * @param params The agreed parameters; `remoteNoContextTakeover` applies.
    */
   decompressor(params: DeflateParams): MessageDecompressor;
 }

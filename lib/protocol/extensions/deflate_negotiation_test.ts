@@ -2,8 +2,10 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import {
+  checkDeflateResponse,
   type DeflateAgreement,
   type DeflateNegotiationOptions,
+  deflateOffer,
   type DeflateParams,
   negotiateDeflate,
 } from "./deflate_negotiation.ts";
@@ -24,16 +26,16 @@ function negotiate(
 }
 
 function params(
-  serverNoContextTakeover: boolean,
-  clientNoContextTakeover: boolean,
-  serverMaxWindowBits: number,
-  clientMaxWindowBits: number,
+  localNoContextTakeover: boolean,
+  remoteNoContextTakeover: boolean,
+  localMaxWindowBits: number,
+  remoteMaxWindowBits: number,
 ): DeflateParams {
   return {
-    serverNoContextTakeover,
-    clientNoContextTakeover,
-    serverMaxWindowBits,
-    clientMaxWindowBits,
+    localNoContextTakeover,
+    remoteNoContextTakeover,
+    localMaxWindowBits,
+    remoteMaxWindowBits,
   };
 }
 
@@ -68,11 +70,11 @@ describe("negotiateDeflate: RFC 7692 examples", () => {
       "permessage-deflate; client_max_window_bits";
     agreed(header, undefined, "permessage-deflate; server_max_window_bits=10", {
       ...DEFAULT,
-      serverMaxWindowBits: 10,
+      localMaxWindowBits: 10,
     });
     agreed(
       header,
-      { clientMaxWindowBits: 12 },
+      { remoteMaxWindowBits: 12 },
       "permessage-deflate; server_max_window_bits=10; client_max_window_bits=12",
       params(false, false, 10, 12),
     );
@@ -108,7 +110,7 @@ describe("negotiateDeflate: browsers", () => {
     agreed(chrome, undefined, "permessage-deflate", DEFAULT);
     agreed(
       chrome,
-      { clientMaxWindowBits: 11, serverNoContextTakeover: true },
+      { remoteMaxWindowBits: 11, localNoContextTakeover: true },
       "permessage-deflate; server_no_context_takeover; client_max_window_bits=11",
       params(true, false, 15, 11),
     );
@@ -118,7 +120,7 @@ describe("negotiateDeflate: browsers", () => {
     agreed("permessage-deflate", undefined, "permessage-deflate", DEFAULT);
     agreed(
       "permessage-deflate",
-      { clientMaxWindowBits: 9, serverMaxWindowBits: 12 },
+      { remoteMaxWindowBits: 9, localMaxWindowBits: 12 },
       "permessage-deflate; server_max_window_bits=12",
       params(false, false, 12, 15),
     );
@@ -221,13 +223,13 @@ describe("negotiateDeflate: response rules", () => {
     );
     agreed(
       "permessage-deflate",
-      { serverNoContextTakeover: true },
+      { localNoContextTakeover: true },
       "permessage-deflate; server_no_context_takeover",
       params(true, false, 15, 15),
     );
     agreed(
       "permessage-deflate; server_no_context_takeover",
-      { serverNoContextTakeover: false },
+      { localNoContextTakeover: false },
       "permessage-deflate; server_no_context_takeover",
       params(true, false, 15, 15),
     );
@@ -236,7 +238,7 @@ describe("negotiateDeflate: response rules", () => {
   it("client_no_context_takeover: sent when the options ask, and repeated when offered", () => {
     agreed(
       "permessage-deflate",
-      { clientNoContextTakeover: true },
+      { remoteNoContextTakeover: true },
       "permessage-deflate; client_no_context_takeover",
       params(false, true, 15, 15),
     );
@@ -248,7 +250,7 @@ describe("negotiateDeflate: response rules", () => {
     );
     agreed(
       "permessage-deflate; client_no_context_takeover",
-      { clientNoContextTakeover: true },
+      { remoteNoContextTakeover: true },
       "permessage-deflate; client_no_context_takeover",
       params(false, true, 15, 15),
     );
@@ -256,17 +258,17 @@ describe("negotiateDeflate: response rules", () => {
 
   it("server_max_window_bits=N: answered with min(N, option)", () => {
     const offer = (n: number) => `permessage-deflate; server_max_window_bits=${n}`;
-    agreed(offer(12), { serverMaxWindowBits: 10 }, offer(10), params(false, false, 10, 15));
-    agreed(offer(9), { serverMaxWindowBits: 10 }, offer(9), params(false, false, 9, 15));
+    agreed(offer(12), { localMaxWindowBits: 10 }, offer(10), params(false, false, 10, 15));
+    agreed(offer(9), { localMaxWindowBits: 10 }, offer(9), params(false, false, 9, 15));
     agreed(offer(15), undefined, offer(15), params(false, false, 15, 15));
     agreed(offer(8), undefined, offer(8), params(false, false, 8, 15));
   });
 
   it("server_max_window_bits not offered: sent only when the option is below 15", () => {
-    agreed("permessage-deflate", { serverMaxWindowBits: 15 }, "permessage-deflate", DEFAULT);
+    agreed("permessage-deflate", { localMaxWindowBits: 15 }, "permessage-deflate", DEFAULT);
     agreed(
       "permessage-deflate",
-      { serverMaxWindowBits: 8 },
+      { localMaxWindowBits: 8 },
       "permessage-deflate; server_max_window_bits=8",
       params(false, false, 8, 15),
     );
@@ -274,18 +276,18 @@ describe("negotiateDeflate: response rules", () => {
 
   it("client_max_window_bits=N: answered with min(N, option)", () => {
     const offer = (n: number) => `permessage-deflate; client_max_window_bits=${n}`;
-    agreed(offer(12), { clientMaxWindowBits: 10 }, offer(10), params(false, false, 15, 10));
-    agreed(offer(9), { clientMaxWindowBits: 10 }, offer(9), params(false, false, 15, 9));
+    agreed(offer(12), { remoteMaxWindowBits: 10 }, offer(10), params(false, false, 15, 10));
+    agreed(offer(9), { remoteMaxWindowBits: 10 }, offer(9), params(false, false, 15, 9));
     agreed(offer(15), undefined, offer(15), params(false, false, 15, 15));
   });
 
   it("client_max_window_bits without a value: answered only when the option is below 15", () => {
     const offer = "permessage-deflate; client_max_window_bits";
     agreed(offer, undefined, "permessage-deflate", DEFAULT);
-    agreed(offer, { clientMaxWindowBits: 15 }, "permessage-deflate", DEFAULT);
+    agreed(offer, { remoteMaxWindowBits: 15 }, "permessage-deflate", DEFAULT);
     agreed(
       offer,
-      { clientMaxWindowBits: 8 },
+      { remoteMaxWindowBits: 8 },
       "permessage-deflate; client_max_window_bits=8",
       params(false, false, 15, 8),
     );
@@ -293,7 +295,7 @@ describe("negotiateDeflate: response rules", () => {
 
   it("client_max_window_bits not offered: never sent, and the client may use 15", () => {
     for (let bits = 8; bits <= 15; bits++) {
-      agreed("permessage-deflate", { clientMaxWindowBits: bits }, "permessage-deflate", DEFAULT);
+      agreed("permessage-deflate", { remoteMaxWindowBits: bits }, "permessage-deflate", DEFAULT);
     }
   });
 
@@ -309,10 +311,10 @@ describe("negotiateDeflate: response rules", () => {
     agreed(
       "permessage-deflate; client_max_window_bits",
       {
-        clientMaxWindowBits: 9,
-        serverMaxWindowBits: 10,
-        clientNoContextTakeover: true,
-        serverNoContextTakeover: true,
+        remoteMaxWindowBits: 9,
+        localMaxWindowBits: 10,
+        remoteNoContextTakeover: true,
+        localNoContextTakeover: true,
       },
       "permessage-deflate; server_no_context_takeover; client_no_context_takeover; " +
         "server_max_window_bits=10; client_max_window_bits=9",
@@ -323,14 +325,14 @@ describe("negotiateDeflate: response rules", () => {
   it("does not change the offers it is given", () => {
     const offers = parse("permessage-deflate; server_max_window_bits=12; x, permessage-deflate");
     const copy = structuredClone(offers);
-    negotiateDeflate(offers, { serverMaxWindowBits: 9, clientNoContextTakeover: true });
+    negotiateDeflate(offers, { localMaxWindowBits: 9, remoteNoContextTakeover: true });
     assert.deepEqual(offers, copy);
   });
 });
 
 describe("negotiateDeflate: options", () => {
   it("throws a RangeError for window bits that are not integers from 8 to 15", () => {
-    for (const name of ["serverMaxWindowBits", "clientMaxWindowBits"] as const) {
+    for (const name of ["localMaxWindowBits", "remoteMaxWindowBits"] as const) {
       for (const bits of [7, 16, 0, -8, 10.5, NaN, Infinity, "10" as unknown as number]) {
         assert.throws(() => negotiate("permessage-deflate", { [name]: bits }), {
           name: "RangeError",
@@ -345,8 +347,8 @@ describe("negotiateDeflate: options", () => {
   it("accepts every integer from 8 to 15", () => {
     for (let bits = 8; bits <= 15; bits++) {
       assert.ok(negotiate("permessage-deflate", {
-        serverMaxWindowBits: bits,
-        clientMaxWindowBits: bits,
+        localMaxWindowBits: bits,
+        remoteMaxWindowBits: bits,
       }));
     }
   });
@@ -386,10 +388,10 @@ describe("negotiateDeflate: Autobahn|Testsuite 13.x offers", () => {
       assert.ok(agreement, name);
       assert.deepEqual(agreement.params, expected, name);
       let response = "permessage-deflate";
-      if (expected.serverNoContextTakeover) response += "; server_no_context_takeover";
+      if (expected.localNoContextTakeover) response += "; server_no_context_takeover";
       response += "; client_no_context_takeover";
       if (/server_max_window_bits/.test(header.split(",")[0])) {
-        response += `; server_max_window_bits=${expected.serverMaxWindowBits}`;
+        response += `; server_max_window_bits=${expected.localMaxWindowBits}`;
       }
       assert.equal(agreement.response, response, name);
     }
@@ -434,9 +436,9 @@ describe("negotiateDeflate: Autobahn|Testsuite 13.x offers", () => {
   });
 
   it("with a server that limits itself, keeps to the smaller of the two windows", () => {
-    const agreement = negotiate(cases[6][1], { serverMaxWindowBits: 12 });
+    const agreement = negotiate(cases[6][1], { localMaxWindowBits: 12 });
     assert.deepEqual(agreement?.params, params(true, true, 8, 15));
-    const four = negotiate(cases[3][1], { serverMaxWindowBits: 12, clientMaxWindowBits: 10 });
+    const four = negotiate(cases[3][1], { localMaxWindowBits: 12, remoteMaxWindowBits: 10 });
     assert.equal(
       four?.response,
       "permessage-deflate; client_no_context_takeover; server_max_window_bits=12; " +
@@ -455,7 +457,8 @@ const NAMES = [
   "client_max_window_bits",
 ] as const;
 
-/** What a client concludes from the response to its offer (RFC 7692 §7.1). */
+/** The server's parameters (local: the server's) as a client reads them from the response to
+ * its offer (RFC 7692 §7.1). */
 function clientView(offer: ExtensionOffer, response: ExtensionOffer): DeflateParams {
   const has = (o: ExtensionOffer, name: string) => o.params.some(([n]) => n === name);
   const bits = (o: ExtensionOffer, name: string) => {
@@ -463,10 +466,10 @@ function clientView(offer: ExtensionOffer, response: ExtensionOffer): DeflatePar
     return typeof value === "string" ? Number(value) : 15;
   };
   return {
-    serverNoContextTakeover: has(response, NAMES[0]),
-    clientNoContextTakeover: has(response, NAMES[1]) || has(offer, NAMES[1]),
-    serverMaxWindowBits: bits(response, NAMES[2]),
-    clientMaxWindowBits: bits(response, NAMES[3]),
+    localNoContextTakeover: has(response, NAMES[0]),
+    remoteNoContextTakeover: has(response, NAMES[1]) || has(offer, NAMES[1]),
+    localMaxWindowBits: bits(response, NAMES[2]),
+    remoteMaxWindowBits: bits(response, NAMES[3]),
   };
 }
 
@@ -489,10 +492,10 @@ describe("negotiateDeflate: properties", () => {
     return { name: "permessage-deflate", params: shuffled.map(({ p }) => p) };
   });
   const optionsArb: fc.Arbitrary<DeflateNegotiationOptions> = fc.record({
-    serverNoContextTakeover: fc.boolean(),
-    clientNoContextTakeover: fc.boolean(),
-    serverMaxWindowBits: fc.integer({ min: 8, max: 15 }),
-    clientMaxWindowBits: fc.integer({ min: 8, max: 15 }),
+    localNoContextTakeover: fc.boolean(),
+    remoteNoContextTakeover: fc.boolean(),
+    localMaxWindowBits: fc.integer({ min: 8, max: 15 }),
+    remoteMaxWindowBits: fc.integer({ min: 8, max: 15 }),
   }, { requiredKeys: [] });
 
   it("accepts every valid offer with a response that RFC 7692 allows and both sides read alike", () => {
@@ -527,9 +530,9 @@ describe("negotiateDeflate: properties", () => {
         // The agreed parameters are what a client reads from the response, and within the
         // server's options.
         assert.deepEqual(agreement.params, clientView(offer, response));
-        assert.ok(agreement.params.serverMaxWindowBits <= (options.serverMaxWindowBits ?? 15));
-        if (options.serverNoContextTakeover) assert.ok(agreement.params.serverNoContextTakeover);
-        if (options.clientNoContextTakeover) assert.ok(agreement.params.clientNoContextTakeover);
+        assert.ok(agreement.params.localMaxWindowBits <= (options.localMaxWindowBits ?? 15));
+        if (options.localNoContextTakeover) assert.ok(agreement.params.localNoContextTakeover);
+        if (options.remoteNoContextTakeover) assert.ok(agreement.params.remoteNoContextTakeover);
       }),
       { numRuns: 3000 },
     );
@@ -552,6 +555,323 @@ describe("negotiateDeflate: properties", () => {
         if (agreement) {
           assert.ok(offers.some((o) => o.name === "permessage-deflate"));
           assert.ok(agreement.response.startsWith("permessage-deflate"));
+        }
+      }),
+      { numRuns: 3000 },
+    );
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// The client's side
+
+/** Checks a server's answer (a Sec-WebSocket-Extensions value with one element). */
+function check(answer: string, options?: DeflateNegotiationOptions): DeflateAgreement | string {
+  const parsed = parse(answer);
+  assert.equal(parsed.length, 1);
+  return checkDeflateResponse(parsed[0], options);
+}
+
+describe("deflateOffer", () => {
+  it("always offers client_max_window_bits, with a value below 15", () => {
+    assert.equal(deflateOffer(), "permessage-deflate; client_max_window_bits");
+    assert.equal(deflateOffer({}), "permessage-deflate; client_max_window_bits");
+    assert.equal(
+      deflateOffer({ localMaxWindowBits: 10 }),
+      "permessage-deflate; client_max_window_bits=10",
+    );
+    assert.equal(
+      deflateOffer({ localMaxWindowBits: 15 }),
+      "permessage-deflate; client_max_window_bits",
+    );
+  });
+
+  it("asks for server_max_window_bits below 15, and for both no_context_takeover flags", () => {
+    assert.equal(
+      deflateOffer({ remoteMaxWindowBits: 9 }),
+      "permessage-deflate; client_max_window_bits; server_max_window_bits=9",
+    );
+    assert.equal(
+      deflateOffer({
+        localNoContextTakeover: true,
+        remoteNoContextTakeover: true,
+        localMaxWindowBits: 12,
+        remoteMaxWindowBits: 11,
+      }),
+      "permessage-deflate; client_no_context_takeover; server_no_context_takeover; " +
+        "client_max_window_bits=12; server_max_window_bits=11",
+    );
+  });
+
+  it("writes an offer the extension parser reads and the server accepts", () => {
+    const offer = deflateOffer({ localNoContextTakeover: true, remoteMaxWindowBits: 10 });
+    assert.deepEqual(parse(offer), [{
+      name: "permessage-deflate",
+      params: [
+        ["client_no_context_takeover", true],
+        ["client_max_window_bits", true],
+        ["server_max_window_bits", "10"],
+      ],
+    }]);
+    assert.ok(negotiateDeflate(parse(offer)));
+  });
+
+  it("throws a RangeError for window bits that are not integers from 8 to 15", () => {
+    for (const bad of [7, 16, 12.5, NaN]) {
+      assert.throws(() => deflateOffer({ localMaxWindowBits: bad }), {
+        name: "RangeError",
+        message: "Cannot negotiate permessage-deflate: localMaxWindowBits must be an integer " +
+          "from 8 to 15",
+      });
+      assert.throws(() => deflateOffer({ remoteMaxWindowBits: bad }), RangeError);
+    }
+  });
+});
+
+describe("checkDeflateResponse", () => {
+  it("reads an answer without parameters as the defaults", () => {
+    assert.deepEqual(check("permessage-deflate"), {
+      params: params(false, false, 15, 15),
+      response: "permessage-deflate",
+    });
+  });
+
+  it("takes what a server may add unasked, each binding the side it names (§7.1)", () => {
+    assert.deepEqual(
+      check("permessage-deflate; server_no_context_takeover; client_no_context_takeover"),
+      {
+        params: params(true, true, 15, 15),
+        response: "permessage-deflate; " +
+          "server_no_context_takeover; client_no_context_takeover",
+      },
+    );
+    // server_max_window_bits unasked: the server tells us its window is smaller.
+    const smaller = check("permessage-deflate; server_max_window_bits=9");
+    assert.deepEqual(typeof smaller !== "string" && smaller.params, params(false, false, 15, 9));
+    // client_max_window_bits: we always offer it, so the server may limit our window.
+    const limited = check('permessage-deflate; client_max_window_bits="10"');
+    assert.deepEqual(typeof limited !== "string" && limited.params, params(false, false, 10, 15));
+    assert.equal(
+      typeof limited !== "string" && limited.response,
+      "permessage-deflate; client_max_window_bits=10",
+    );
+  });
+
+  it("keeps the client's own promises when the answer does not repeat them", () => {
+    const agreement = check("permessage-deflate", {
+      localNoContextTakeover: true,
+      localMaxWindowBits: 11,
+    });
+    assert.deepEqual(
+      typeof agreement !== "string" && agreement.params,
+      params(true, false, 11, 15),
+    );
+  });
+
+  it("accepts server_max_window_bits at or below the value asked for", () => {
+    for (const answered of [8, 9, 10]) {
+      const agreement = check(`permessage-deflate; server_max_window_bits=${answered}`, {
+        remoteMaxWindowBits: 10,
+      });
+      assert.deepEqual(
+        typeof agreement !== "string" && agreement.params,
+        params(false, false, 15, answered),
+      );
+    }
+  });
+
+  for (
+    const [name, answer, options, reason] of [
+      [
+        "an unknown parameter",
+        "permessage-deflate; x_bits=1",
+        undefined,
+        'an unknown parameter "x_bits"',
+      ],
+      [
+        "a repeated parameter",
+        "permessage-deflate; server_no_context_takeover; server_no_context_takeover",
+        undefined,
+        "server_no_context_takeover is repeated",
+      ],
+      [
+        "a repeated window size",
+        "permessage-deflate; client_max_window_bits=10; client_max_window_bits=10",
+        undefined,
+        "client_max_window_bits is repeated",
+      ],
+      [
+        "a value on server_no_context_takeover",
+        "permessage-deflate; server_no_context_takeover=1",
+        undefined,
+        "server_no_context_takeover takes no value",
+      ],
+      [
+        "a value on client_no_context_takeover",
+        'permessage-deflate; client_no_context_takeover="x"',
+        undefined,
+        "client_no_context_takeover takes no value",
+      ],
+      [
+        "client_max_window_bits without a value",
+        "permessage-deflate; client_max_window_bits",
+        undefined,
+        "client_max_window_bits needs a value from 8 to 15",
+      ],
+      ...["7", "16", "010", "1e1", "+9", "a"].map((value) =>
+        [
+          `server_max_window_bits=${value}`,
+          `permessage-deflate; server_max_window_bits=${value}`,
+          undefined,
+          "server_max_window_bits needs a value from 8 to 15",
+        ] as const
+      ),
+      [
+        "server_max_window_bits without a value",
+        "permessage-deflate; server_max_window_bits",
+        undefined,
+        "server_max_window_bits needs a value from 8 to 15",
+      ],
+      [
+        "server_max_window_bits above the value asked for",
+        "permessage-deflate; server_max_window_bits=11",
+        { remoteMaxWindowBits: 10 },
+        "server_max_window_bits=11 is above the 10 asked for",
+      ],
+      [
+        "server_max_window_bits asked for and not answered",
+        "permessage-deflate; client_max_window_bits=10",
+        { remoteMaxWindowBits: 10 },
+        "server_max_window_bits was asked for and not answered",
+      ],
+      [
+        "client_max_window_bits above the value offered",
+        "permessage-deflate; client_max_window_bits=12",
+        { localMaxWindowBits: 11 },
+        "client_max_window_bits=12 is above the 11 offered",
+      ],
+      [
+        "server_no_context_takeover asked for and not answered",
+        "permessage-deflate; client_no_context_takeover",
+        { remoteNoContextTakeover: true },
+        "server_no_context_takeover was asked for and not answered",
+      ],
+      ["another extension", "x-foo", undefined, '"x-foo" is not permessage-deflate'],
+    ] as Array<readonly [string, string, DeflateNegotiationOptions | undefined, string]>
+  ) {
+    it(`fails ${name}`, () => {
+      assert.equal(check(answer, options), `Invalid permessage-deflate response: ${reason}`);
+    });
+  }
+
+  it("throws a RangeError for window bits that are not integers from 8 to 15", () => {
+    const [answer] = parse("permessage-deflate");
+    assert.throws(() => checkDeflateResponse(answer, { remoteMaxWindowBits: 16 }), RangeError);
+  });
+});
+
+describe("client offer → server answer → client check", () => {
+  const optionsArb: fc.Arbitrary<DeflateNegotiationOptions> = fc.record({
+    localNoContextTakeover: fc.boolean(),
+    remoteNoContextTakeover: fc.boolean(),
+    localMaxWindowBits: fc.integer({ min: 8, max: 15 }),
+    remoteMaxWindowBits: fc.integer({ min: 8, max: 15 }),
+  }, { requiredKeys: [] });
+
+  /** One negotiation: the client's agreement and the server's. */
+  function negotiateBoth(client: DeflateNegotiationOptions, server: DeflateNegotiationOptions) {
+    const serverSide = negotiateDeflate(parse(deflateOffer(client)), server);
+    assert.ok(serverSide, "a sluice server accepts every offer a sluice client makes");
+    const clientSide = check(serverSide.response, client);
+    assert.ok(typeof clientSide !== "string", clientSide as string);
+    return { clientSide, serverSide };
+  }
+
+  /** The same agreement seen from the other end. */
+  function mirror(p: DeflateParams): DeflateParams {
+    return params(
+      p.remoteNoContextTakeover,
+      p.localNoContextTakeover,
+      p.remoteMaxWindowBits,
+      p.localMaxWindowBits,
+    );
+  }
+
+  it("shared mode, as serve() sets it up, against a default client", () => {
+    const { clientSide, serverSide } = negotiateBoth({}, {
+      localNoContextTakeover: true,
+      remoteNoContextTakeover: true,
+    });
+    assert.equal(
+      serverSide.response,
+      "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
+    );
+    assert.deepEqual(clientSide.params, params(true, true, 15, 15));
+    assert.deepEqual(clientSide.params, mirror(serverSide.params));
+  });
+
+  it("a client that limits both windows against a server that limits them further", () => {
+    const { clientSide, serverSide } = negotiateBoth(
+      { localMaxWindowBits: 12, remoteMaxWindowBits: 12 },
+      { localMaxWindowBits: 10, remoteMaxWindowBits: 9 },
+    );
+    assert.equal(
+      serverSide.response,
+      "permessage-deflate; server_max_window_bits=10; client_max_window_bits=9",
+    );
+    assert.deepEqual(clientSide.params, params(false, false, 9, 10));
+    assert.deepEqual(clientSide.params, mirror(serverSide.params));
+  });
+
+  it("always agree, each side's local parameters the other's remote ones", () => {
+    fc.assert(
+      fc.property(optionsArb, optionsArb, (client, server) => {
+        const { clientSide, serverSide } = negotiateBoth(client, server);
+        assert.deepEqual(clientSide.params, mirror(serverSide.params));
+        assert.equal(clientSide.response, serverSide.response);
+        // Each side keeps to what it asked for and what it promised.
+        const c = clientSide.params;
+        if (client.localNoContextTakeover) assert.ok(c.localNoContextTakeover);
+        if (client.remoteNoContextTakeover) assert.ok(c.remoteNoContextTakeover);
+        assert.ok(c.localMaxWindowBits <= (client.localMaxWindowBits ?? 15));
+        assert.ok(c.remoteMaxWindowBits <= (client.remoteMaxWindowBits ?? 15));
+        const s = serverSide.params;
+        if (server.localNoContextTakeover) assert.ok(s.localNoContextTakeover);
+        if (server.remoteNoContextTakeover) assert.ok(s.remoteNoContextTakeover);
+        assert.ok(s.localMaxWindowBits <= (server.localMaxWindowBits ?? 15));
+        assert.ok(s.remoteMaxWindowBits <= (server.remoteMaxWindowBits ?? 15));
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it("never throws on arbitrary answers", () => {
+    const answerArb = fc.record({
+      name: fc.constantFrom("permessage-deflate", "x-foo"),
+      params: fc.array(
+        fc.tuple(
+          fc.oneof(fc.constantFrom(...NAMES), fc.string({ maxLength: 8 })),
+          fc.oneof(
+            fc.constant(true as const),
+            fc.string({ maxLength: 4 }),
+            fc.integer({ min: 6, max: 17 }).map(String),
+          ),
+        ),
+        { maxLength: 5 },
+      ),
+    });
+    fc.assert(
+      fc.property(answerArb, optionsArb, (answer, options) => {
+        const result = checkDeflateResponse(answer, options);
+        if (typeof result === "string") {
+          assert.match(result, /^Invalid permessage-deflate response: /);
+        } else {
+          assert.equal(answer.name, "permessage-deflate");
+          for (
+            const bits of [result.params.localMaxWindowBits, result.params.remoteMaxWindowBits]
+          ) {
+            assert.ok(bits >= 8 && bits <= 15);
+          }
         }
       }),
       { numRuns: 3000 },

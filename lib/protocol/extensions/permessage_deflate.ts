@@ -20,8 +20,8 @@ export class PerMessageDeflate {
   /** Messages shorter than this are sent uncompressed unless the sender asks otherwise. */
   readonly threshold: number;
   /**
-   * Whether our messages may be compressed at all: not when the client asked for a smaller
-   * window (`server_max_window_bits`) than the engine can keep to. Then every message goes out
+   * Whether our messages may be compressed at all: not when the peer asked for a smaller
+   * window (`localMaxWindowBits`) than the engine can keep to. Then every message goes out
    * uncompressed, which RFC 7692 allows for any message, and the promise holds trivially.
    */
   readonly compresses: boolean;
@@ -48,7 +48,7 @@ export class PerMessageDeflate {
     this.params = params;
     this.threshold = threshold;
     this.#tuning = tuning;
-    this.compresses = params.serverMaxWindowBits >= engine.minWindowBits;
+    this.compresses = params.localMaxWindowBits >= engine.minWindowBits;
   }
 
   /** The compressor for our messages, made on first use. */

@@ -117,17 +117,17 @@ class WebDecompressor implements MessageDecompressor {
 const decompressor = new WebDecompressor();
 
 /**
- * The CompressionStream engine: for `server_no_context_takeover` and
- * `client_no_context_takeover` only (the server asks for both when it uses this engine).
+ * The CompressionStream engine: for `localNoContextTakeover` and `remoteNoContextTakeover`
+ * only (the server asks for both when it uses this engine).
  *
  * @example
  * ```ts
  * import { webEngine } from "./web_engine.ts";
  * const params = {
- *   serverNoContextTakeover: true,
- *   clientNoContextTakeover: true,
- *   serverMaxWindowBits: 15,
- *   clientMaxWindowBits: 15,
+ *   localNoContextTakeover: true,
+ *   remoteNoContextTakeover: true,
+ *   localMaxWindowBits: 15,
+ *   remoteMaxWindowBits: 15,
  * };
  * webEngine.compressor(params, {}).compress(new TextEncoder().encode("hello"), (payload) => {
  *   console.log(payload);

@@ -48,7 +48,7 @@ function isTooLarge(error: unknown): boolean {
   return (error as { code?: string })?.code === "ERR_BUFFER_TOO_LARGE";
 }
 
-/** One call per message, no state: the compressor for `server_no_context_takeover`. */
+/** One call per message, no state: the compressor for `localNoContextTakeover`. */
 class StatelessCompressor implements MessageCompressor {
   readonly shareable = true;
   #options: ZlibOptions;
@@ -71,7 +71,7 @@ class StatelessCompressor implements MessageCompressor {
   close(): void {}
 }
 
-/** One call per message, no state: the decompressor for `client_no_context_takeover`. */
+/** One call per message, no state: the decompressor for `remoteNoContextTakeover`. */
 class StatelessDecompressor implements MessageDecompressor {
   decompress(data: Uint8Array, limit: number, done: DeflateCallback): void {
     let out: Uint8Array;
@@ -244,10 +244,10 @@ const statelessDecompressor = new StatelessDecompressor();
  * ```ts
  * import { zlibEngine } from "./zlib_engine.ts";
  * const params = {
- *   serverNoContextTakeover: true,
- *   clientNoContextTakeover: true,
- *   serverMaxWindowBits: 15,
- *   clientMaxWindowBits: 15,
+ *   localNoContextTakeover: true,
+ *   remoteNoContextTakeover: true,
+ *   localMaxWindowBits: 15,
+ *   remoteMaxWindowBits: 15,
  * };
  * zlibEngine.compressor(params, {}).compress(new TextEncoder().encode("hello"), (payload) => {
  *   console.log(payload); // the compressed bytes, without 00 00 FF FF
@@ -261,11 +261,11 @@ export const zlibEngine: DeflateEngine = {
   compressor(params: DeflateParams, tuning: DeflateTuning): MessageCompressor {
     const options: ZlibOptions = {
       finishFlush: SYNC_FLUSH,
-      windowBits: windowBits(params.serverMaxWindowBits),
+      windowBits: windowBits(params.localMaxWindowBits),
       level: tuning.level ?? 1,
       memLevel: tuning.memLevel ?? 8,
     };
-    if (!params.serverNoContextTakeover) return new StreamCompressor(options);
+    if (!params.localNoContextTakeover) return new StreamCompressor(options);
     // Stateless compressors are shared by every connection with the same settings.
     const key = `${options.windowBits}/${options.level}/${options.memLevel}`;
     let compressor = shared.get(key);
@@ -273,6 +273,6 @@ export const zlibEngine: DeflateEngine = {
     return compressor;
   },
   decompressor(params: DeflateParams): MessageDecompressor {
-    return params.clientNoContextTakeover ? statelessDecompressor : new StreamDecompressor();
+    return params.remoteNoContextTakeover ? statelessDecompressor : new StreamDecompressor();
   },
 };

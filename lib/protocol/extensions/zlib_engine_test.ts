@@ -341,7 +341,7 @@ for (
           assert.ok(!endsWithTail(payload), `${name}: the payload ends with 00 00 FF FF`);
           assertSameBytes(await decompress(decompressor, payload, data.length), data, name);
           // What a client reads: per message, or with one stream under context takeover.
-          const read = params.serverNoContextTakeover
+          const read = params.localNoContextTakeover
             ? clientInflate(payload)
             : await client.message(payload);
           assertSameBytes(read, data, `${name}, read by a client`);
@@ -350,7 +350,7 @@ for (
         const reader = zlibEngine.decompressor(params);
         try {
           for (const [name, data] of SAMPLES) {
-            const payload = params.clientNoContextTakeover
+            const payload = params.remoteNoContextTakeover
               ? clientDeflate(data)
               : await clientOut.message(data);
             assertSameBytes(await decompress(reader, payload, data.length), data, `${name}, sent`);
@@ -386,7 +386,7 @@ for (
         // The next message still gets an answer: the stream one stays failed.
         const next = start((done) => over.decompress(payload, data.length, done));
         const after = await next.result;
-        if (params.clientNoContextTakeover) {
+        if (params.remoteNoContextTakeover) {
           assert.ok(after instanceof Uint8Array, `expected the message, got ${after}`);
           assertSameBytes(after, data, "after a refusal");
         } else {
@@ -414,7 +414,7 @@ for (
         const hello = encoder.encode("hello");
         const later = start((done) => decompressor.decompress(clientDeflate(hello), 100, done));
         const result = await later.result;
-        if (params.clientNoContextTakeover) {
+        if (params.remoteNoContextTakeover) {
           assert.ok(result instanceof Uint8Array, `expected the message, got ${result}`);
           assertSameBytes(result, hello, "after garbage");
         } else {
@@ -436,7 +436,7 @@ for (
         const call = start((done) => decompressor.decompress(bomb, 1 << 20, done));
         assertError(await call.result, "WS_ERR_MESSAGE_TOO_BIG", 1009, tooBig(1 << 20));
         const after = process.memoryUsage();
-        if (params.clientNoContextTakeover) {
+        if (params.remoteNoContextTakeover) {
           // The stateless path stops zlib at the limit (maxOutputLength): nothing near 64 MiB
           // is ever allocated. (The stream path is checked end to end in tests/deflate_test.ts.)
           const MiB = 1024 * 1024;
@@ -458,8 +458,8 @@ for (
       // zlib has no 8-bit window and uses 9; zlib's MAX_DIST (window − 262) keeps matches
       // within 250 bytes, which an 8-bit (256-byte) window can read.
       const data = repeatsAt300();
-      const compressor = zlibEngine.compressor({ ...params, serverMaxWindowBits: 8 }, {});
-      const wide = zlibEngine.compressor({ ...params, serverMaxWindowBits: 15 }, {});
+      const compressor = zlibEngine.compressor({ ...params, localMaxWindowBits: 8 }, {});
+      const wide = zlibEngine.compressor({ ...params, localMaxWindowBits: 15 }, {});
       const client = new ClientStream("inflate");
       try {
         const meter = new DistanceMeter();
@@ -467,10 +467,10 @@ for (
         for (let i = 0; i < 2; i++) {
           const payload = await compress(compressor, data);
           // Without takeover each message is read alone; with it, after the ones before.
-          const reader = params.serverNoContextTakeover ? new DistanceMeter() : meter;
+          const reader = params.localNoContextTakeover ? new DistanceMeter() : meter;
           assertSameBytes(reader.message(payload), data, `message ${i}`);
           farthest = Math.max(farthest, reader.maxDistance);
-          const read = params.serverNoContextTakeover
+          const read = params.localNoContextTakeover
             ? clientInflate(payload)
             : await client.message(payload);
           assertSameBytes(read, data, `message ${i}, by zlib`);
