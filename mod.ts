@@ -27,6 +27,7 @@ export { Opcode } from "./lib/protocol/opcode.ts";
 export type {
   HttpRequestInfo,
   PerMessageDeflateOptions,
+  ReadPauseOptions,
   ServeOptions,
   UpgradeAccept,
   UpgradeResult,

@@ -107,6 +107,8 @@ class BunTransport implements Transport {
   /** For each queued chunk: it ends inside a frame. */
   #partial: boolean[] | undefined;
   #buffered = 0;
+  /** The mark asked for with watchBelow (−1: none). */
+  #below = -1;
   #ending = false;
   #writeClosed = false;
   #closed = false;
@@ -165,6 +167,10 @@ class BunTransport implements Transport {
       this.#buffered -= written;
       if (written < chunk.length) {
         queue[0] = chunk.subarray(written);
+        if (this.#buffered <= this.#below) {
+          this.#below = -1;
+          this.handler.onBelow();
+        }
         return;
       }
       queue.shift();
@@ -206,6 +212,10 @@ class BunTransport implements Transport {
 
   resume(): void {
     this.#socket.resume();
+  }
+
+  watchBelow(bytes: number): void {
+    this.#below = bytes;
   }
 
   closed(error?: Error): void {

@@ -171,6 +171,8 @@ class DenoTransport implements Transport {
   /** The write in flight ends inside a frame. */
   #inFlightPartial = false;
   #buffered = 0;
+  /** The mark asked for with watchBelow (−1: none). */
+  #below = -1;
   #writing = false;
   #ending = false;
   #writeClosed = false;
@@ -306,6 +308,10 @@ class DenoTransport implements Transport {
         for (;;) {
           const n = await this.#conn.write(data);
           this.#buffered -= n;
+          if (this.#buffered <= this.#below) {
+            this.#below = -1;
+            this.#handler.onBelow();
+          }
           if (n === data.length) break;
           data = data.subarray(n);
         }
@@ -368,6 +374,10 @@ class DenoTransport implements Transport {
 
   pause(): void {
     this.#paused = true;
+  }
+
+  watchBelow(bytes: number): void {
+    this.#below = bytes;
   }
 
   resume(): void {

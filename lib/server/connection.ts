@@ -51,6 +51,12 @@ const HIGH_WATER_MARK = 64 * 1024;
 /** Bytes a client may send ahead while the upgrade hook runs before reading pauses. */
 const PENDING_LIMIT = 64 * 1024;
 
+// Why reading from the socket is held (bits of Connection.#holds): it reads only when none is.
+/** The protocol paused decoding (an inflate in flight, or ws.pause()). */
+const HOLD_PROTOCOL = 1;
+/** The outbound queue is above readPause's high-water mark. */
+const HOLD_BACKPRESSURE = 4;
+
 /** One accepted TCP connection. */
 export class Connection<T> implements TransportHandler, WebSocketDriver, Subscriber, OutboxOwner {
   readonly transport: Transport;
@@ -60,8 +66,10 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
   /** Bytes that arrived behind the request head while the upgrade hook ran. */
   #pending: Uint8Array[] | undefined;
   #pendingBytes = 0;
-  /** Reading is paused while the protocol waits for an asynchronous inflate. */
-  #inputHeld = false;
+  /** Why reading is held: HOLD_* bits; the socket is paused while any is set. */
+  #holds = 0;
+  /** The outbound queue as last counted in the server's total (`counters.queuedBytes`). */
+  #queued = 0;
   /** permessage-deflate as negotiated in the handshake, if it was. */
   #deflate: DeflateAgreement | undefined;
   #protocol: Protocol | undefined;
@@ -144,8 +152,8 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
       this.startClose(1001, "Idle timeout");
       return;
     }
-    // A paused connection is not read, so its pongs could not be seen: no heartbeat then.
-    if (options.heartbeatInterval === 0 || this.#inputHeld) return;
+    // A held connection is not read, so its pongs could not be seen: no heartbeat then.
+    if (options.heartbeatInterval === 0 || this.#holds !== 0) return;
     if (this.#pingSentAt !== 0) {
       // Anything from the peer since our ping shows it is alive; a pong also times the trip.
       if (this.#lastReceive > this.#pingSentAt) {
@@ -221,20 +229,95 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
     }
     protocol.receive(chunk);
     // An asynchronous inflate holds decoding: hold the socket too, so input cannot pile up.
-    if (protocol.paused && !this.#inputHeld) {
-      this.#inputHeld = true;
-      this.transport.pause();
-    }
+    if (protocol.paused) this.#hold(HOLD_PROTOCOL);
+    // Answers corked while decoding count now, before the transport reads again.
+    if (this.bufferedAmount > this.#options.readHighWaterMark) this.#holdForBackpressure();
+  }
+
+  /** Stops reading for `reason` (a HOLD_* bit): the socket pauses at the first reason. */
+  #hold(reason: number): void {
+    const holds = this.#holds;
+    this.#holds = holds | reason;
+    if (holds === 0) this.transport.pause();
+  }
+
+  /** Clears the `reason` bits: the socket reads again once no reason is left. */
+  #release(reason: number): void {
+    const holds = this.#holds;
+    if ((holds & reason) === 0) return;
+    this.#holds = holds & ~reason;
+    if (this.#holds === 0) this.transport.resume();
   }
 
   /** @internal */
   outboxFlushed(): void {
-    if (this.transport.bufferedAmount === 0) this.#drained();
+    const buffered = this.transport.bufferedAmount;
+    this.#observe(buffered);
+    if (buffered > this.#options.readHighWaterMark) this.#holdForBackpressure();
+    // Held for what was corked, and the socket took it at once (no onDrain follows).
+    else if (buffered <= this.#options.readLowWaterMark) this.#release(HOLD_BACKPRESSURE);
+    if (buffered === 0) this.#drained();
+  }
+
+  /**
+   * Stops reading while the peer does not take what we send, so what it sends waits in TCP
+   * instead of growing our queue (an echo, a request with an answer); what was read already is
+   * still handled. Its Close frame is read once the queue drains, or once we close.
+   */
+  #holdForBackpressure(): void {
+    if ((this.#holds & HOLD_BACKPRESSURE) !== 0 || this.#protocol?.readyState !== OPEN) return;
+    this.#hold(HOLD_BACKPRESSURE);
+    const low = this.#options.readLowWaterMark;
+    if (low > 0) this.transport.watchBelow(low);
+    // Its answer to our ping could not be read now: the heartbeat starts over afterwards.
+    this.#pingSentAt = 0;
   }
 
   /** @internal */
   onDrain(): void {
+    this.#observe(0);
+    this.#release(HOLD_BACKPRESSURE);
     if (this.#outbox.corked === 0) this.#drained();
+  }
+
+  /** @internal */
+  onBelow(): void {
+    this.#observe(this.transport.bufferedAmount);
+    if ((this.#holds & HOLD_BACKPRESSURE) === 0) return;
+    const low = this.#options.readLowWaterMark;
+    // Frames corked this tick count too: if they keep the queue above the mark, wait again.
+    if (this.bufferedAmount <= low) this.#release(HOLD_BACKPRESSURE);
+    else this.transport.watchBelow(low);
+  }
+
+  /**
+   * Brings this connection's part of the server's running total of queued bytes up to date
+   * (the server's stats pass calls it, so a snapshot's total is exact).
+   *
+   * @internal
+   */
+  observeQueue(): void {
+    this.#observe(this.transport.bufferedAmount);
+  }
+
+  /**
+   * Reading is held for outbound backpressure.
+   *
+   * @internal
+   */
+  get readPaused(): boolean {
+    return (this.#holds & HOLD_BACKPRESSURE) !== 0;
+  }
+
+  /** Counts `bytes`, the transport's queue now, in the server's total instead of the last. */
+  #observe(bytes: number): void {
+    const before = this.#queued;
+    if (bytes === before) return;
+    this.#queued = bytes;
+    const counters = this.#server.counters;
+    counters.queuedBytes += bytes - before;
+    if (before === 0) counters.queuing++;
+    else if (bytes === 0) counters.queuing--;
   }
 
   /** Everything queued reached the socket: wake flushed() waiters; owe no more `drain`. */
@@ -273,6 +356,7 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
     if (this.#gone) return;
     this.#gone = true;
     this.#clearTimer();
+    this.#observe(0);
     for (const resolve of this.#flushWaiters?.splice(0) ?? []) resolve();
     this.#outbox.discard();
     const protocol = this.#protocol;
@@ -390,8 +474,9 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
     // Report before ending the transport: Bun may close the socket inside end(), and the
     // transport's close must not be mistaken for a lost connection.
     this.#reportClose(code, reason);
-    // A failure during an inflate leaves reading held: read on, to see the peer's FIN.
-    this.onResumed();
+    // A failure during an inflate, or backpressure, leaves reading held: read on, to see the
+    // peer's FIN.
+    this.#release(this.#holds);
     this.#outbox.flush();
     this.transport.end();
     this.#startTimer();
@@ -399,10 +484,7 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
 
   /** @internal */
   onResumed(): void {
-    if (this.#inputHeld) {
-      this.#inputHeld = false;
-      this.transport.resume();
-    }
+    this.#release(HOLD_PROTOCOL);
   }
 
   /** @internal */
@@ -472,10 +554,19 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
 
   /** Over `maxBackpressure`: the message is dropped, and the policy applies. */
   #overBackpressure(): boolean {
-    if (this.bufferedAmount <= this.#options.maxBackpressure) return false;
+    const queued = this.bufferedAmount;
+    const options = this.#options;
+    const counters = this.#server.counters;
+    const budget = options.maxTotalBackpressure;
+    if (
+      queued <= options.maxBackpressure &&
+      // Over the server's budget, a connection above its share of it gets the policy too.
+      (counters.queuedBytes <= budget || queued * Math.max(counters.queuing, 1) <= budget)
+    ) {
+      return false;
+    }
     this.#dropped++;
     this.#backpressured = true;
-    const counters = this.#server.counters;
     counters.droppedMessages++;
     if (this.#options.backpressurePolicy === "close" && this.#protocol!.readyState === OPEN) {
       counters.backpressureCloses++;
@@ -553,6 +644,8 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
     const protocol = this.#protocol!;
     if (protocol.readyState !== OPEN) return;
     protocol.close(code, reason);
+    // Nothing more is sent but the Close frame: read on, so the peer's Close frame is seen.
+    this.#release(HOLD_BACKPRESSURE);
     // Wait for the peer's Close frame, but not for ever.
     this.#startTimer();
   }
@@ -562,10 +655,7 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
     const protocol = this.#protocol!;
     if (protocol.readyState === CLOSED) return;
     protocol.pause();
-    if (!this.#inputHeld) {
-      this.#inputHeld = true;
-      this.transport.pause();
-    }
+    this.#hold(HOLD_PROTOCOL);
   }
 
   /** @internal */

@@ -10,7 +10,7 @@ import { Connection } from "./connection.ts";
 import { negotiateDeflate } from "../protocol/extensions/deflate_negotiation.ts";
 import { webEngine } from "../protocol/extensions/web_engine.ts";
 import { zlibEngine } from "../protocol/extensions/zlib_engine.ts";
-import type { PerMessageDeflateOptions, ServeOptions } from "./options.ts";
+import type { PerMessageDeflateOptions, ReadPauseOptions, ServeOptions } from "./options.ts";
 import type { DeflateSetup, ResolvedOptions, ServerCore } from "./server_core.ts";
 import { proxyTrust } from "./forwarded.ts";
 import { originMatcher } from "./origin.ts";
@@ -273,9 +273,16 @@ class Core<T> implements ServerCore<T> {
     const traffic = zeroTraffic();
     addTraffic(traffic, counters.closed);
     let handshaking = 0;
+    let readPaused = 0;
     for (const connection of this.connections) {
-      if (connection.webSocket === undefined) handshaking++;
-      else addTraffic(traffic, connection.traffic());
+      if (connection.webSocket === undefined) {
+        handshaking++;
+        continue;
+      }
+      addTraffic(traffic, connection.traffic());
+      // The pass makes the running total of queued bytes exact for this snapshot.
+      connection.observeQueue();
+      if (connection.readPaused) readPaused++;
     }
     return {
       connections: this.open,
@@ -288,6 +295,8 @@ class Core<T> implements ServerCore<T> {
       backpressureEvents: counters.backpressureEvents,
       droppedMessages: counters.droppedMessages,
       backpressureCloses: counters.backpressureCloses,
+      queuedBytes: counters.queuedBytes,
+      readPaused,
       rateLimitedMessages: counters.rateLimitedMessages,
       topics: this.topics.size,
       subscriptions: this.topics.subscriptions,
@@ -329,6 +338,12 @@ function resolve<T>(options: ServeOptions<T>): ResolvedOptions<T> {
     maxFragments: positive(options.maxFragments, 131_072, "maxFragments"),
     maxBackpressure: nonNegative(options.maxBackpressure, 16 * 1024 * 1024, "maxBackpressure"),
     backpressurePolicy: policy(options.backpressurePolicy),
+    ...readPause(options.readPause),
+    maxTotalBackpressure: positive(
+      options.maxTotalBackpressure,
+      256 * 1024 * 1024,
+      "maxTotalBackpressure",
+    ),
     originAllowed: options.origins === undefined ? undefined : originMatcher(options.origins),
     requireOrigin: options.requireOrigin ?? false,
     rateLimit: options.rateLimit === undefined ? undefined : checkRateLimit(options.rateLimit),
@@ -340,6 +355,24 @@ function resolve<T>(options: ServeOptions<T>): ResolvedOptions<T> {
     maxHeaders: positive(options.maxHeaders, 100, "maxHeaders"),
     maxLineLength: positive(options.maxLineLength, 4096, "maxLineLength"),
   };
+}
+
+function readPause(
+  option: ReadPauseOptions | false | undefined,
+): { readHighWaterMark: number; readLowWaterMark: number } {
+  if (option === false) return { readHighWaterMark: Infinity, readLowWaterMark: 0 };
+  if (option === undefined) option = {};
+  if (typeof option !== "object" || option === null) {
+    throw new TypeError(`Cannot serve: readPause must be an object or false, got ${option}`);
+  }
+  const high = positive(option.highWaterMark, 1024 * 1024, "readPause.highWaterMark");
+  const low = nonNegative(option.lowWaterMark, 0, "readPause.lowWaterMark");
+  if (low > high) {
+    throw new RangeError(
+      `Cannot serve: readPause.lowWaterMark must not be above readPause.highWaterMark, got ${low} > ${high}`,
+    );
+  }
+  return { readHighWaterMark: high, readLowWaterMark: low };
 }
 
 function resolveDeflate(
