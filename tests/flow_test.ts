@@ -279,9 +279,9 @@ test("flow: readPause and maxTotalBackpressure are checked", async () => {
       "Cannot serve: readPause.lowWaterMark must not be above readPause.highWaterMark, got 2048 > 1024",
     ],
     [
-      { readPause: { lowWaterMark: 2 * 1024 * 1024 } },
+      { readPause: { lowWaterMark: 512 * 1024 } },
       "RangeError",
-      "Cannot serve: readPause.lowWaterMark must not be above readPause.highWaterMark, got 2097152 > 1048576",
+      "Cannot serve: readPause.lowWaterMark must not be above readPause.highWaterMark, got 524288 > 262144",
     ],
     [
       { readPause: { highWaterMark: 0 } },

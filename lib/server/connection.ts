@@ -246,6 +246,9 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
     const holds = this.#holds;
     if ((holds & reason) === 0) return;
     this.#holds = holds & ~reason;
+    // The queue drained, so the peer is reading: the idle clock starts over (a connection held
+    // for backpressure is idle only while it makes no progress either way).
+    if ((holds & reason & HOLD_BACKPRESSURE) !== 0) this.#lastMessage = this.#server.now;
     if (this.#holds === 0) this.transport.resume();
   }
 

@@ -58,11 +58,18 @@ export interface PerMessageDeflateOptions {
  * ```
  */
 export interface ReadPauseOptions {
-  /** Bytes queued for the connection above which reading from it stops. @default {1048576} */
+  /**
+   * Bytes queued for the connection above which reading from it stops. Throughput does not
+   * need more: the queue builds only once the kernel's send buffer is full, and that buffer
+   * keeps the socket busy while reading is held.
+   * @default {262144}
+   */
   highWaterMark?: number;
   /**
    * Bytes queued at or below which reading starts again; at most `highWaterMark`. 0 waits
-   * until the socket has taken everything.
+   * until the socket has taken everything, which costs no throughput for the same reason (when
+   * our queue empties, the kernel's send buffer is still full), and needs no progress reports
+   * from the socket.
    * @default {0}
    */
   lowWaterMark?: number;
@@ -241,20 +248,24 @@ export interface ServeOptions<T = undefined> {
    * `lowWaterMark`. A client that sends requests and does not read the answers then costs
    * about `highWaterMark` of memory, not `maxBackpressure`; nothing it sent is dropped, it waits
    * in TCP. Set `highWaterMark` below `maxBackpressure`, or its messages are dropped before
-   * reading pauses. Publishes to a connection are not held back by this (only by
+   * reading pauses. While reading is held, heartbeat pings wait (an answer could not be read);
+   * the idle timeout counts from the last message or the last time the queue drained. What the
+   * client sent meanwhile waits in the kernel's socket buffers, bounded by the kernel's TCP
+   * memory limits. Publishes to a connection are not held back by this (only by
    * `maxBackpressure` and `maxTotalBackpressure`). `false` reads on whatever is queued.
-   * @default {{ highWaterMark: 1048576, lowWaterMark: 0 }}
+   * @default {{ highWaterMark: 262144, lowWaterMark: 0 }}
    */
   readPause?: ReadPauseOptions | false;
   /**
    * Bytes queued for all connections together (sends and publishes, not yet taken by the
    * sockets) past which `backpressurePolicy` also applies to each connection that holds more
-   * than its share: this budget divided by the number of connections with anything queued.
-   * A connection within its share is never affected by what others queue, and while the
-   * total is over the budget at least one connection is over its share, so the policy always
-   * lands on the heaviest. The total is updated when a connection's queue is looked at (after
-   * it hands a tick's frames to its socket, when its socket drains or reports progress, when it
-   * closes, and by `server.stats()`): between those it is an upper bound. `Infinity` disables.
+   * than its share: this budget divided by the number of connections with anything queued
+   * (idle connections do not shrink the shares). A connection within its share is never
+   * affected by what others queue, and while the total is over the budget at least one
+   * connection is over its share, so the policy lands on the heaviest. The total is updated
+   * when a connection's queue is looked at (after it hands a tick's frames to its socket, when
+   * its socket drains or reports progress, when it closes, and by `server.stats()`); between
+   * those the sockets only take bytes, so it is an upper bound. `Infinity` disables.
    * @default {268435456} (256 MiB)
    */
   maxTotalBackpressure?: number;

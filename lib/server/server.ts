@@ -365,7 +365,7 @@ function readPause(
   if (typeof option !== "object" || option === null) {
     throw new TypeError(`Cannot serve: readPause must be an object or false, got ${option}`);
   }
-  const high = positive(option.highWaterMark, 1024 * 1024, "readPause.highWaterMark");
+  const high = positive(option.highWaterMark, 256 * 1024, "readPause.highWaterMark");
   const low = nonNegative(option.lowWaterMark, 0, "readPause.lowWaterMark");
   if (low > high) {
     throw new RangeError(
