@@ -28,6 +28,7 @@ export type {
   ControlFrameLimitOptions,
   HttpRequestInfo,
   PerMessageDeflateOptions,
+  ReadPauseOptions,
   ServeBaseOptions,
   ServeOptions,
   UpgradeAccept,

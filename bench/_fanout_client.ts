@@ -1,8 +1,8 @@
 /**
  * The raw WebSocket clients of bench/fanout_overload.ts and bench/fanout.ts, over node:net on
  * 127.0.0.1: the opening handshake, then a parser that only counts the server's frames
- * (RFC 6455 §5.1: a server's frames are not masked), keeping the payload of text and Close
- * frames alone. With `sequenced` set it also reads a sequence number from the first 4 bytes of
+ * (RFC 6455 §5.1: a server's frames are not masked), keeping the payload of text, Close and
+ * Ping frames alone (a Ping is answered with a Pong, so a server's heartbeat keeps it). With `sequenced` set it also reads a sequence number from the first 4 bytes of
  * each binary message (little-endian, as {@linkcode sequencedFrames} writes it) and checks that
  * none is lost or comes out of order.
  *
@@ -191,7 +191,7 @@ export class FanoutClient {
         head = 10;
       }
       this.#opcode = b[i] & 0x0f;
-      this.#payload = this.#opcode === 0x1 || this.#opcode === 0x8 ? [] : undefined;
+      this.#payload = this.#opcode === 0x1 || this.#opcode >= 0x8 ? [] : undefined;
       this.#remaining = length;
       i += head;
       if (this.sequenced && this.#opcode === 0x2) {
@@ -216,6 +216,9 @@ export class FanoutClient {
       this.closeCode = payload.length >= 2 ? payload.readUInt16BE(0) : 1005;
       // RFC 6455 §5.5.1: answer with a Close frame, echoing the status code.
       if (!this.socket.destroyed) this.socket.write(maskedFrame(0x8, payload.subarray(0, 2)));
+    } else if (opcode === 0x9 && !this.socket.destroyed) {
+      // RFC 6455 §5.5.2: a Pong with the Ping's payload.
+      this.socket.write(maskedFrame(0xa, Buffer.concat(this.#payload!)));
     }
     this.#payload = undefined;
   }

@@ -98,6 +98,9 @@ class CountingTransport implements Transport {
   resume(): void {
     this.#inner.resume();
   }
+  watchBelow(bytes: number): void {
+    this.#inner.watchBelow(bytes);
+  }
 }
 
 /** The server's side of one connection. */
@@ -154,6 +157,7 @@ const listener = runtimeListen()({ hostname: "127.0.0.1", port: 0 }, (inner) => 
       connection.drained = undefined;
       drained?.();
     },
+    onBelow() {},
     onEnd() {},
     onClose(error) {
       if (error !== undefined) console.error("server connection closed:", error);

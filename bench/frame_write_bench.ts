@@ -41,6 +41,7 @@ class NullTransport implements Transport {
   destroy(): void {}
   pause(): void {}
   resume(): void {}
+  watchBelow(): void {}
 }
 
 /** A transport that drops what it is given, as Bun's (writes complete in the call) or Deno's. */
@@ -55,6 +56,7 @@ const noopTransport = (writesLater: boolean): Transport => ({
   destroy() {},
   pause() {},
   resume() {},
+  watchBelow() {},
 });
 
 const header = new Uint8Array(MAX_HEADER_SIZE);

@@ -111,6 +111,8 @@ test("backpressure: a pong overtakes data backed up behind a slow reader", async
   const backedUp = deferred<number>();
   await withServer({
     maxBackpressure: 64 * CAP,
+    // Reading goes on above the backlog, so the ping is read while the data is backed up.
+    readPause: false,
     async message(ws) {
       // Send until well backed up (several chunks queued in the transport), then stop.
       let seq = 0;

@@ -139,6 +139,8 @@ class BunTransport implements Transport {
   /** The socket took less than it was given: nothing more until `drain`. */
   #blocked = false;
   #buffered = 0;
+  /** The mark asked for with watchBelow (−1: none). */
+  #below = -1;
   #ending = false;
   #writeClosed = false;
   #closed = false;
@@ -214,6 +216,10 @@ class BunTransport implements Transport {
           this.#midFrame = true;
         }
         this.#blocked = true;
+        if (this.#buffered <= this.#below) {
+          this.#below = -1;
+          this.handler.onBelow();
+        }
         return;
       }
       queue.shift();
@@ -261,6 +267,10 @@ class BunTransport implements Transport {
 
   resume(): void {
     this.#socket.resume();
+  }
+
+  watchBelow(bytes: number): void {
+    this.#below = bytes;
   }
 
   closed(error?: Error): void {

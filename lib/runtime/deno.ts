@@ -192,6 +192,8 @@ class DenoTransport implements Transport {
   /** Pings and pongs waiting for a frame boundary (made at the first). */
   #urgent: UrgentQueue | undefined;
   #buffered = 0;
+  /** The mark asked for with watchBelow (−1: none). */
+  #below = -1;
   #writing = false;
   #ending = false;
   #writeClosed = false;
@@ -317,6 +319,10 @@ class DenoTransport implements Transport {
         for (;;) {
           const n = await this.#conn.write(data);
           this.#buffered -= n;
+          if (this.#buffered <= this.#below) {
+            this.#below = -1;
+            this.#handler.onBelow();
+          }
           if (n === data.length) break;
           data = data.subarray(n);
         }
@@ -387,6 +393,10 @@ class DenoTransport implements Transport {
 
   pause(): void {
     this.#paused = true;
+  }
+
+  watchBelow(bytes: number): void {
+    this.#below = bytes;
   }
 
   resume(): void {

@@ -63,7 +63,7 @@ async function backedUp(body: (transport: Transport) => void, total: number): Pr
   const transportReady = new Promise<Transport>((resolve) => accepted = resolve);
   const listener = runtimeListen()({ hostname: "127.0.0.1", port: 0 }, (transport) => {
     accepted(transport);
-    return { onData() {}, onDrain() {}, onEnd() {}, onClose() {} };
+    return { onData() {}, onDrain() {}, onBelow() {}, onEnd() {}, onClose() {} };
   });
   const client = net.connect({ host: "127.0.0.1", port: listener.port });
   client.pause();

@@ -71,6 +71,8 @@ const SLICE_FRAMES = 1024;
 const HOLD_PROTOCOL = 1;
 /** Fairness: this connection used its slice; it resumes on a later turn. */
 const HOLD_SLICE = 2;
+/** The outbound queue is above readPause's high-water mark. */
+const HOLD_BACKPRESSURE = 4;
 
 /** One accepted TCP connection. */
 export class Connection<T> implements TransportHandler, WebSocketDriver, Subscriber, OutboxOwner {
@@ -86,6 +88,8 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
   /** A later turn is scheduled to decode the next slice. */
   #sliceScheduled = false;
   #nextSlice: (() => void) | undefined;
+  /** The outbound queue as last counted in the server's total (`counters.queuedBytes`). */
+  #queued = 0;
   /** permessage-deflate as negotiated in the handshake, if it was. */
   #deflate: DeflateAgreement | undefined;
   #protocol: Protocol | undefined;
@@ -175,7 +179,7 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
       this.startClose(1001, "Idle timeout");
       return;
     }
-    // A paused connection is not read, so its pongs could not be seen: no heartbeat then.
+    // A held connection is not read, so its pongs could not be seen: no heartbeat then.
     if (options.heartbeatInterval === 0 || this.#holds !== 0) return;
     if (this.#pingSentAt !== 0) {
       // Anything from the peer since our ping shows it is alive; a pong also times the trip.
@@ -261,6 +265,8 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
     }
     protocol.receive(chunk);
     if (protocol.paused || protocol.yielded) this.#holdInput(protocol);
+    // Answers corked while decoding count now, before the transport reads again.
+    if (this.bufferedAmount > this.#options.readHighWaterMark) this.#holdForBackpressure();
   }
 
   /**
@@ -288,6 +294,7 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
     const protocol = this.#protocol!;
     protocol.continue();
     this.#holdInput(protocol);
+    if (this.bufferedAmount > this.#options.readHighWaterMark) this.#holdForBackpressure();
     if (!protocol.yielded) this.#release(HOLD_SLICE);
   }
 
@@ -297,21 +304,86 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
     this.#holds |= reason;
   }
 
-  /** Clears `reason`; reading starts again once nothing holds it. */
+  /** Clears the `reason` bits; reading starts again once nothing holds it. */
   #release(reason: number): void {
-    if ((this.#holds & reason) === 0) return;
-    this.#holds &= ~reason;
+    const holds = this.#holds;
+    if ((holds & reason) === 0) return;
+    this.#holds = holds & ~reason;
+    // The queue drained, so the peer is reading: the idle clock starts over (a connection held
+    // for backpressure is idle only while it makes no progress either way).
+    if ((holds & reason & HOLD_BACKPRESSURE) !== 0) this.#lastMessage = this.#server.now;
     if (this.#holds === 0) this.transport.resume();
   }
 
   /** @internal */
   outboxFlushed(): void {
-    if (this.transport.bufferedAmount === 0) this.#drained();
+    const buffered = this.transport.bufferedAmount;
+    this.#observe(buffered);
+    if (buffered > this.#options.readHighWaterMark) this.#holdForBackpressure();
+    // Held for what was corked, and the socket took it at once (no onDrain follows).
+    else if (buffered <= this.#options.readLowWaterMark) this.#release(HOLD_BACKPRESSURE);
+    if (buffered === 0) this.#drained();
+  }
+
+  /**
+   * Stops reading while the peer does not take what we send, so what it sends waits in TCP
+   * instead of growing our queue (an echo, a request with an answer); what was read already is
+   * still handled. Its Close frame is read once the queue drains, or once we close.
+   */
+  #holdForBackpressure(): void {
+    if ((this.#holds & HOLD_BACKPRESSURE) !== 0 || this.#protocol?.readyState !== OPEN) return;
+    this.#hold(HOLD_BACKPRESSURE);
+    const low = this.#options.readLowWaterMark;
+    if (low > 0) this.transport.watchBelow(low);
+    // Its answer to our ping could not be read now: the heartbeat starts over afterwards.
+    this.#pingSentAt = 0;
   }
 
   /** @internal */
   onDrain(): void {
+    this.#observe(0);
+    this.#release(HOLD_BACKPRESSURE);
     if (this.#outbox.corked === 0) this.#drained();
+  }
+
+  /** @internal */
+  onBelow(): void {
+    this.#observe(this.transport.bufferedAmount);
+    if ((this.#holds & HOLD_BACKPRESSURE) === 0) return;
+    const low = this.#options.readLowWaterMark;
+    // Frames corked this tick count too: if they keep the queue above the mark, wait again.
+    if (this.bufferedAmount <= low) this.#release(HOLD_BACKPRESSURE);
+    else this.transport.watchBelow(low);
+  }
+
+  /**
+   * Brings this connection's part of the server's running total of queued bytes up to date
+   * (the server's stats pass calls it, so a snapshot's total is exact).
+   *
+   * @internal
+   */
+  observeQueue(): void {
+    this.#observe(this.transport.bufferedAmount);
+  }
+
+  /**
+   * Reading is held for outbound backpressure.
+   *
+   * @internal
+   */
+  get readPaused(): boolean {
+    return (this.#holds & HOLD_BACKPRESSURE) !== 0;
+  }
+
+  /** Counts `bytes`, the transport's queue now, in the server's total instead of the last. */
+  #observe(bytes: number): void {
+    const before = this.#queued;
+    if (bytes === before) return;
+    this.#queued = bytes;
+    const counters = this.#server.counters;
+    counters.queuedBytes += bytes - before;
+    if (before === 0) counters.queuing++;
+    else if (bytes === 0) counters.queuing--;
   }
 
   /** Everything queued reached the socket: wake flushed() waiters; owe no more `drain`. */
@@ -350,6 +422,7 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
     if (this.#gone) return;
     this.#gone = true;
     this.#clearTimer();
+    this.#observe(0);
     for (const resolve of this.#flushWaiters?.splice(0) ?? []) resolve();
     this.#outbox.discard();
     const protocol = this.#protocol;
@@ -499,8 +572,9 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
     // Report before ending the transport: Bun may close the socket inside end(), and the
     // transport's close must not be mistaken for a lost connection.
     this.#reportClose(code, reason);
-    // A failure during an inflate or a slice leaves reading held: read on, to see the peer's FIN.
-    this.#release(HOLD_PROTOCOL | HOLD_SLICE);
+    // A failure during an inflate, or backpressure, leaves reading held: read on, to see the
+    // peer's FIN.
+    this.#release(this.#holds);
     this.#outbox.flush();
     this.transport.end();
     this.#startTimer();
@@ -586,10 +660,19 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
 
   /** Over `maxBackpressure`: the message is dropped, and the policy applies. */
   #overBackpressure(): boolean {
-    if (this.bufferedAmount <= this.#options.maxBackpressure) return false;
+    const queued = this.bufferedAmount;
+    const options = this.#options;
+    const counters = this.#server.counters;
+    const budget = options.maxTotalBackpressure;
+    if (
+      queued <= options.maxBackpressure &&
+      // Over the server's budget, a connection above its share of it gets the policy too.
+      (counters.queuedBytes <= budget || queued * Math.max(counters.queuing, 1) <= budget)
+    ) {
+      return false;
+    }
     if (this.#dropped++ === 0) this.#reportFirstDrop();
     this.#backpressured = true;
-    const counters = this.#server.counters;
     counters.droppedMessages++;
     if (this.#options.backpressurePolicy === "close" && this.#protocol!.readyState === OPEN) {
       counters.backpressureCloses++;
@@ -691,6 +774,8 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
     const protocol = this.#protocol!;
     if (protocol.readyState !== OPEN) return;
     protocol.close(code, reason);
+    // Nothing more is sent but the Close frame: read on, so the peer's Close frame is seen.
+    this.#release(HOLD_BACKPRESSURE);
     // Wait for the peer's Close frame, but not for ever.
     this.#startTimer();
   }

@@ -40,6 +40,42 @@ export interface PerMessageDeflateOptions {
 }
 
 /**
+ * When the server stops reading from a connection whose outbound queue has backed up, and
+ * when it reads again (the `readPause` option of {@linkcode ServeOptions}).
+ *
+ * @example
+ * ```ts
+ * import { serve } from "@sluice/ws";
+ * // Stop reading a client once 256 KiB of answers wait for it; read again below 64 KiB.
+ * const server = serve({
+ *   port: 0,
+ *   readPause: { highWaterMark: 256 * 1024, lowWaterMark: 64 * 1024 },
+ *   message(ws, data) {
+ *     ws.send(data);
+ *   },
+ * });
+ * await server.shutdown();
+ * ```
+ */
+export interface ReadPauseOptions {
+  /**
+   * Bytes queued for the connection above which reading from it stops. Throughput does not
+   * need more: the queue builds only once the kernel's send buffer is full, and that buffer
+   * keeps the socket busy while reading is held.
+   * @default {262144}
+   */
+  highWaterMark?: number;
+  /**
+   * Bytes queued at or below which reading starts again; at most `highWaterMark`. 0 waits
+   * until the socket has taken everything, which costs no throughput for the same reason (when
+   * our queue empties, the kernel's send buffer is still full), and needs no progress reports
+   * from the socket.
+   * @default {0}
+   */
+  lowWaterMark?: number;
+}
+
+/**
  * Extra headers for the 101 response, as `fetch` takes them: a `Headers`, `[name, value]` pairs
  * or a record. The handshake's own headers (`Upgrade`, `Connection`, `Sec-WebSocket-Accept`,
  * `Sec-WebSocket-Protocol`, `Sec-WebSocket-Extensions`, `Content-Length`,
@@ -293,6 +329,34 @@ export interface ServeBaseOptions<T = undefined> {
    * @default {"drop"}
    */
   backpressurePolicy?: "drop" | "close";
+  /**
+   * Inbound flow follows outbound backpressure: while more than `highWaterMark` bytes are
+   * queued for a connection (sent to it and not yet taken by its socket), the server stops
+   * reading from it, so TCP holds the client back, and reads again once the queue is down to
+   * `lowWaterMark`. A client that sends requests and does not read the answers then costs
+   * about `highWaterMark` of memory, not `maxBackpressure`; nothing it sent is dropped, it waits
+   * in TCP. Set `highWaterMark` below `maxBackpressure`, or its messages are dropped before
+   * reading pauses. While reading is held, heartbeat pings wait (an answer could not be read);
+   * the idle timeout counts from the last message or the last time the queue drained. What the
+   * client sent meanwhile waits in the kernel's socket buffers, bounded by the kernel's TCP
+   * memory limits. Publishes to a connection are not held back by this (only by
+   * `maxBackpressure` and `maxTotalBackpressure`). `false` reads on whatever is queued.
+   * @default {{ highWaterMark: 262144, lowWaterMark: 0 }}
+   */
+  readPause?: ReadPauseOptions | false;
+  /**
+   * Bytes queued for all connections together (sends and publishes, not yet taken by the
+   * sockets) past which `backpressurePolicy` also applies to each connection that holds more
+   * than its share: this budget divided by the number of connections with anything queued
+   * (idle connections do not shrink the shares). A connection within its share is never
+   * affected by what others queue, and while the total is over the budget at least one
+   * connection is over its share, so the policy lands on the heaviest. The total is updated
+   * when a connection's queue is looked at (after it hands a tick's frames to its socket, when
+   * its socket drains or reports progress, when it closes, and by `server.stats()`); between
+   * those the sockets only take bytes, so it is an upper bound. `Infinity` disables.
+   * @default {268435456} (256 MiB)
+   */
+  maxTotalBackpressure?: number;
   /**
    * Milliseconds a client has from TCP connect to a complete request head (and the upgrade
    * hook's answer); after it the connection is dropped. Stops slowloris clients from holding

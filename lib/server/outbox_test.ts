@@ -38,6 +38,7 @@ class FakeTransport implements Transport {
   destroy(): void {}
   pause(): void {}
   resume(): void {}
+  watchBelow(): void {}
 
   /** Every byte written so far, in order. */
   get all(): Uint8Array {

@@ -14,6 +14,7 @@ import { zlibEngine } from "../protocol/extensions/zlib_engine.ts";
 import type {
   ControlFrameLimitOptions,
   PerMessageDeflateOptions,
+  ReadPauseOptions,
   ServeBaseOptions,
   ServeOptions,
 } from "./options.ts";
@@ -339,9 +340,16 @@ class Core<T> implements ServerCore<T> {
     const traffic = zeroTraffic();
     addTraffic(traffic, counters.closed);
     let handshaking = 0;
+    let readPaused = 0;
     for (const connection of this.connections) {
-      if (connection.webSocket !== undefined) addTraffic(traffic, connection.traffic());
-      else if (connection.handshaking) handshaking++;
+      if (connection.webSocket === undefined) {
+        if (connection.handshaking) handshaking++;
+        continue;
+      }
+      addTraffic(traffic, connection.traffic());
+      // The pass makes the running total of queued bytes exact for this snapshot.
+      connection.observeQueue();
+      if (connection.readPaused) readPaused++;
     }
     return {
       connections: this.open,
@@ -355,6 +363,8 @@ class Core<T> implements ServerCore<T> {
       backpressureEvents: counters.backpressureEvents,
       droppedMessages: counters.droppedMessages,
       backpressureCloses: counters.backpressureCloses,
+      queuedBytes: counters.queuedBytes,
+      readPaused,
       rateLimitedMessages: counters.rateLimitedMessages,
       controlFloodCloses: counters.controlFloodCloses,
       topics: this.topics.size,
@@ -429,6 +439,8 @@ const OPTION_NAMES: ReadonlySet<string> = new Set(
       maxConnections: true,
       rateLimit: true,
       controlFrameLimit: true,
+      readPause: true,
+      maxTotalBackpressure: true,
       maxFragments: true,
       closeTimeout: true,
     } satisfies Record<keyof ServeBaseOptions<unknown> | "upgrade", true>,
@@ -580,6 +592,12 @@ function resolve<T>(options: ServeOptions<T>): ResolvedOptions<T> {
     maxFragments: positive(options.maxFragments, 131_072, "maxFragments"),
     maxBackpressure: nonNegative(options.maxBackpressure, 16 * 1024 * 1024, "maxBackpressure"),
     backpressurePolicy: policy(options.backpressurePolicy),
+    ...readPause(options.readPause),
+    maxTotalBackpressure: positive(
+      options.maxTotalBackpressure,
+      256 * 1024 * 1024,
+      "maxTotalBackpressure",
+    ),
     originAllowed: options.origins === undefined ? undefined : originMatcher(options.origins),
     requireOrigin: options.requireOrigin ?? false,
     rateLimit: options.rateLimit === undefined ? undefined : checkRateLimit(options.rateLimit),
@@ -612,6 +630,24 @@ function controlFrameLimit(
     );
   }
   return { controlFrameRate: rate, controlFrameBurst: burst };
+}
+
+function readPause(
+  option: ReadPauseOptions | false | undefined,
+): { readHighWaterMark: number; readLowWaterMark: number } {
+  if (option === false) return { readHighWaterMark: Infinity, readLowWaterMark: 0 };
+  if (option === undefined) option = {};
+  if (typeof option !== "object" || option === null) {
+    throw new TypeError(`Cannot serve: readPause must be an object or false, got ${option}`);
+  }
+  const high = positive(option.highWaterMark, 256 * 1024, "readPause.highWaterMark");
+  const low = nonNegative(option.lowWaterMark, 0, "readPause.lowWaterMark");
+  if (low > high) {
+    throw new RangeError(
+      `Cannot serve: readPause.lowWaterMark must not be above readPause.highWaterMark, got ${low} > ${high}`,
+    );
+  }
+  return { readHighWaterMark: high, readLowWaterMark: low };
 }
 
 function resolveDeflate(

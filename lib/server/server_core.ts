@@ -32,6 +32,8 @@ export type ResolvedOptions<T> =
     | "maxFragments"
     | "maxBackpressure"
     | "backpressurePolicy"
+    | "readPause"
+    | "maxTotalBackpressure"
     | "origins"
     | "requireOrigin"
     | "trustProxy"
@@ -57,6 +59,11 @@ export type ResolvedOptions<T> =
     maxFragments: number;
     maxBackpressure: number;
     backpressurePolicy: "drop" | "close";
+    /** Reading pauses above this many queued bytes (`Infinity` when `readPause` is off). */
+    readHighWaterMark: number;
+    /** ... and resumes at or below this many. */
+    readLowWaterMark: number;
+    maxTotalBackpressure: number;
     /** The Origin allowlist, compiled; `undefined` when every origin is accepted. */
     originAllowed: ((origin: string) => boolean) | undefined;
     requireOrigin: boolean;

@@ -70,6 +70,14 @@ export interface ServerStats extends TrafficCounts {
   droppedMessages: number;
   /** Connections closed by the backpressure policy `"close"`. */
   backpressureCloses: number;
+  /**
+   * Bytes queued for all connections now (sent and not yet taken by their sockets): the total
+   * that `maxTotalBackpressure` bounds.
+   */
+  queuedBytes: number;
+  /** Connections whose reading is paused because their outbound queue is above `readPause`'s
+   * high-water mark. */
+  readPaused: number;
   /** Messages from clients over their rate limits. */
   rateLimitedMessages: number;
   /** Connections failed with 1008 for sending more pings and pongs than `controlFrameLimit`. */
@@ -133,6 +141,14 @@ export class ServerCounters {
   rateLimitedMessages = 0;
   /** See {@linkcode ServerStats.controlFloodCloses}. */
   controlFloodCloses = 0;
+  /**
+   * Bytes queued for all connections, as each connection last looked at its queue (so an
+   * upper bound in between: sockets only take bytes meanwhile, and a tick's new frames are
+   * counted at its flush).
+   */
+  queuedBytes = 0;
+  /** Connections whose queue was not empty when last looked at. */
+  queuing = 0;
   /** Traffic of connections that have closed. */
   readonly closed: TrafficCounts = zeroTraffic();
   readonly #latency = new Array<number>(LATENCY_BUCKETS.length + 1).fill(0);
@@ -256,6 +272,13 @@ export function prometheusText(stats: ServerStats, prefix = "sluice"): string {
     "counter",
     "Connections closed by the backpressure policy.",
     stats.backpressureCloses,
+  );
+  metric("queued_bytes", "gauge", "Bytes queued for all connections.", stats.queuedBytes);
+  metric(
+    "read_paused_connections",
+    "gauge",
+    "Connections not read because their outbound queue is above the high-water mark.",
+    stats.readPaused,
   );
   metric(
     "rate_limited_messages_total",

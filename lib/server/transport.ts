@@ -55,6 +55,15 @@ export interface Transport {
   pause(): void;
   /** Starts reading again after {@linkcode Transport.pause}. */
   resume(): void;
+  /**
+   * Asks for one {@linkcode TransportHandler.onBelow} call, the first time a write to the
+   * socket leaves {@linkcode Transport.bufferedAmount} at or below `bytes` (a later call
+   * replaces the request). Costs a comparison per write to the socket, and nothing more unless
+   * asked: the server asks only while it holds reading for outbound backpressure.
+   *
+   * @param bytes The mark, above 0 (an empty queue is reported by `onDrain` anyway).
+   */
+  watchBelow(bytes: number): void;
 }
 
 /** What a transport tells the server about its connection. */
@@ -66,6 +75,8 @@ export interface TransportHandler {
   onData(chunk: Uint8Array): void;
   /** Everything queued by `write` reached the operating system. */
   onDrain(): void;
+  /** The queue fell to the mark asked for with {@linkcode Transport.watchBelow}. */
+  onBelow(): void;
   /** The peer closed its side (FIN): no more data will come. */
   onEnd(): void;
   /** The connection is gone: closed by either side, reset, or failed (`error`). Called once. */
