@@ -313,3 +313,44 @@ test("flow: readPause and maxTotalBackpressure are checked", async () => {
     await assertServeThrows(options, { name, message });
   }
 });
+
+test("flow: ws.pause() in open holds reading even when the client sent ahead while the hook ran", async () => {
+  const hook = deferred();
+  const paused = deferred<ServerWebSocket<undefined>>();
+  let delivered = 0;
+  await withServer({
+    async upgrade() {
+      await hook.promise;
+    },
+    open(ws) {
+      ws.pause();
+      paused.resolve(ws);
+    },
+    message() {
+      delivered++;
+    },
+  }, async (h) => {
+    // Past the bytes a client may send ahead of the hook's answer, so reading was paused then.
+    const ahead = Buffer.concat([
+      encodeFrame(Op.Binary, message(0)),
+      encodeFrame(Op.Binary, message(1)),
+    ]);
+    const client = await h.connect();
+    await client.write(Buffer.from(
+      "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+      "latin1",
+    ));
+    await client.write(ahead);
+    await sleep(100);
+    hook.resolve();
+    const ws = await within(paused.promise, "open");
+    flood(client);
+    const read = await stalled(h.server);
+    // Paused by the application: what it sent stays in TCP, not in the server.
+    assert.ok(read < (COUNT * SIZE) / 2, `${read} bytes read while paused`);
+    assert.equal(delivered, 0);
+    ws.resume();
+    await waitFor(() => delivered === COUNT + 2, "every message after resume", 10_000);
+  });
+});

@@ -73,6 +73,8 @@ const HOLD_PROTOCOL = 1;
 const HOLD_SLICE = 2;
 /** The outbound queue is above readPause's high-water mark. */
 const HOLD_BACKPRESSURE = 4;
+/** The upgrade hook runs and the bytes sent ahead of its answer passed `PENDING_LIMIT`. */
+const HOLD_HANDSHAKE = 8;
 
 /** One accepted TCP connection. */
 export class Connection<T> implements TransportHandler, WebSocketDriver, Subscriber, OutboxOwner {
@@ -247,7 +249,7 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
       // The upgrade hook is running: hold the bytes; past the limit, hold them back in TCP.
       this.#pending.push(chunk);
       this.#pendingBytes += chunk.length;
-      if (this.#pendingBytes > PENDING_LIMIT) this.transport.pause();
+      if (this.#pendingBytes > PENDING_LIMIT) this.#hold(HOLD_HANDSHAKE);
     }
     // Otherwise the request was refused and the rest is ignored.
   }
@@ -996,7 +998,7 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
     }
     const pending = this.#pending!;
     this.#pending = undefined;
-    if (this.#pendingBytes > PENDING_LIMIT) this.transport.resume();
+    this.#release(HOLD_HANDSHAKE);
     // Bytes that came early count against the rate limits like any others.
     for (const chunk of pending) this.#receive(chunk);
   }
