@@ -266,6 +266,12 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
       this.#rateLimit();
     }
     protocol.receive(chunk);
+    this.#afterDecode(protocol);
+  }
+
+  /** After decoding: hold reading for what stopped it (a pause, a used slice) and for the
+   * answers it queued. */
+  #afterDecode(protocol: Protocol): void {
     if (protocol.paused || protocol.yielded) this.#holdInput(protocol);
     // Answers corked while decoding count now, before the transport reads again.
     if (this.bufferedAmount > this.#options.readHighWaterMark) this.#holdForBackpressure();
@@ -295,8 +301,7 @@ export class Connection<T> implements TransportHandler, WebSocketDriver, Subscri
     if (this.#gone) return;
     const protocol = this.#protocol!;
     protocol.continue();
-    this.#holdInput(protocol);
-    if (this.bufferedAmount > this.#options.readHighWaterMark) this.#holdForBackpressure();
+    this.#afterDecode(protocol);
     if (!protocol.yielded) this.#release(HOLD_SLICE);
   }
 
