@@ -35,8 +35,8 @@ import { runtime } from "./_report.ts";
 import { encodeFrame } from "../lib/protocol/frame_writer.ts";
 import { Opcode } from "../lib/protocol/opcode.ts";
 import { runtimeListen } from "../lib/runtime/runtime.ts";
-import { Outbox } from "../lib/server/outbox.ts";
-import type { Transport } from "../lib/server/transport.ts";
+import { Outbox } from "../lib/core/outbox.ts";
+import type { Transport, TransportHandler } from "../lib/core/transport.ts";
 
 /** Connections. */
 const CLIENTS = 16;
@@ -100,6 +100,9 @@ class CountingTransport implements Transport {
   }
   watchBelow(bytes: number): void {
     this.#inner.watchBelow(bytes);
+  }
+  setHandler(handler: TransportHandler): void {
+    this.#inner.setHandler(handler);
   }
 }
 

@@ -16,8 +16,8 @@ import { printMedians } from "./_report.ts";
 import { bench, do_not_optimize, run, summary } from "mitata";
 import { MAX_HEADER_SIZE, writeHeader } from "../lib/protocol/frame_writer.ts";
 import { Opcode } from "../lib/protocol/opcode.ts";
-import { Outbox } from "../lib/server/outbox.ts";
-import type { Transport } from "../lib/server/transport.ts";
+import { Outbox } from "../lib/core/outbox.ts";
+import type { Transport } from "../lib/core/transport.ts";
 
 /** A transport that drops what it is given, counting it so the setup can be checked. */
 class NullTransport implements Transport {
@@ -42,6 +42,7 @@ class NullTransport implements Transport {
   pause(): void {}
   resume(): void {}
   watchBelow(): void {}
+  setHandler(): void {}
 }
 
 /** A transport that drops what it is given, as Bun's (writes complete in the call) or Deno's. */
@@ -57,6 +58,7 @@ const noopTransport = (writesLater: boolean): Transport => ({
   pause() {},
   resume() {},
   watchBelow() {},
+  setHandler() {},
 });
 
 const header = new Uint8Array(MAX_HEADER_SIZE);

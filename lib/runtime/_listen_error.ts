@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { ListenOptions } from "../server/transport.ts";
+import type { ListenOptions } from "../core/transport.ts";
 
 /** What a socket error's code means, for the codes a listen meets. */
 const REASONS: Record<string, string> = {

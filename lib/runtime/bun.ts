@@ -7,9 +7,9 @@
  *
  * @module
  */
-import type { Listen, Transport, TransportHandler } from "../server/transport.ts";
+import type { Listen, Transport, TransportHandler } from "../core/transport.ts";
 import { listenError } from "./_listen_error.ts";
-import { UrgentQueue } from "../server/urgent_queue.ts";
+import { UrgentQueue } from "../core/urgent_queue.ts";
 
 // The few parts of Bun's API this adapter uses, typed here so the package type-checks under
 // Deno without Bun's global types.
@@ -149,6 +149,10 @@ class BunTransport implements Transport {
     this.#socket = socket;
     this.remoteAddress = socket.remoteAddress;
     this.remotePort = socket.remotePort ?? 0;
+  }
+
+  setHandler(handler: TransportHandler): void {
+    this.handler = handler;
   }
 
   get bufferedAmount(): number {

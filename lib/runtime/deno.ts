@@ -8,9 +8,9 @@
  *
  * @module
  */
-import type { Listen, Listener, Transport, TransportHandler } from "../server/transport.ts";
+import type { Listen, Listener, Transport, TransportHandler } from "../core/transport.ts";
 import { listenError } from "./_listen_error.ts";
-import { UrgentQueue } from "../server/urgent_queue.ts";
+import { UrgentQueue } from "../core/urgent_queue.ts";
 
 const MIN_READ = 1024;
 const MAX_READ = 256 * 1024;
@@ -221,6 +221,10 @@ class DenoTransport implements Transport {
   start(handler: TransportHandler): void {
     this.#handler = handler;
     this.#read();
+  }
+
+  setHandler(handler: TransportHandler): void {
+    this.#handler = handler;
   }
 
   async #read(): Promise<void> {

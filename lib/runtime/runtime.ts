@@ -3,7 +3,7 @@
  *
  * @module
  */
-import type { Listen } from "../server/transport.ts";
+import type { Listen } from "../core/transport.ts";
 import { listen as bunListen } from "./bun.ts";
 import { listen as denoListen } from "./deno.ts";
 

@@ -10,7 +10,7 @@ import { Buffer } from "node:buffer";
 import net from "node:net";
 import { encodeFrame, headerSize, writeHeader } from "../protocol/frame_writer.ts";
 import { Opcode } from "../protocol/opcode.ts";
-import type { Transport } from "../server/transport.ts";
+import type { Transport } from "../core/transport.ts";
 import { runtimeListen } from "./runtime.ts";
 
 /** More than loopback's socket buffers hold (a few MiB each way): writes back up behind it. */

@@ -35,13 +35,13 @@ import {
   isThenable,
   type UpgradeDecision,
 } from "./_hook_result.ts";
-import { Outbox, type OutboxOwner } from "./outbox.ts";
+import { Outbox, type OutboxOwner } from "../core/outbox.ts";
 import type { ResolvedOptions, ServerCore } from "./server_core.ts";
 import { RateLimiter } from "./rate_limit.ts";
 import { readResponse, responseHeaders } from "./response_headers.ts";
 import { prometheusText, type TrafficCounts } from "./stats.ts";
 import type { Subscriber } from "./topics.ts";
-import type { Transport, TransportHandler } from "./transport.ts";
+import type { Transport, TransportHandler } from "../core/transport.ts";
 import { UpgradeRequest } from "./upgrade_request.ts";
 import { SendStatus, ServerWebSocket, type WebSocketDriver } from "./websocket.ts";
 

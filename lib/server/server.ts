@@ -30,7 +30,7 @@ import {
   zeroTraffic,
 } from "./stats.ts";
 import { LocalTopics } from "./topics.ts";
-import type { Listen, Listener, Transport } from "./transport.ts";
+import type { Listen, Listener, Transport } from "../core/transport.ts";
 import { prepare, type PublishOptions, type ServerWebSocket, topicName } from "./websocket.ts";
 
 /** How {@linkcode Server.shutdown} closes the server. */

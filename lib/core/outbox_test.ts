@@ -39,6 +39,7 @@ class FakeTransport implements Transport {
   pause(): void {}
   resume(): void {}
   watchBelow(): void {}
+  setHandler(): void {}
 
   /** Every byte written so far, in order. */
   get all(): Uint8Array {

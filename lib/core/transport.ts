@@ -1,5 +1,5 @@
 /**
- * The contract between the runtime-neutral server and a runtime adapter (lib/runtime/): a
+ * The contract between the runtime-neutral code and a runtime adapter (lib/runtime/): a
  * listener that accepts TCP connections and a byte stream per connection. The adapters are the
  * only code that names `Deno` or `Bun`.
  *
@@ -64,6 +64,14 @@ export interface Transport {
    * @param bytes The mark, above 0 (an empty queue is reported by `onDrain` anyway).
    */
   watchBelow(bytes: number): void;
+  /**
+   * Sends the connection's events to `handler` from now on: a connection changes hands when
+   * its opening handshake is over (to the open connection) or turns out to be a plain HTTP
+   * request (to the HTTP responder).
+   *
+   * @param handler Who receives the events.
+   */
+  setHandler(handler: TransportHandler): void;
 }
 
 /** What a transport tells the server about its connection. */
