@@ -38,10 +38,11 @@ export type {
   UpgradeResult,
 } from "./lib/server/options.ts";
 export type { OriginRule } from "./lib/server/origin.ts";
-export type { RateLimitOptions } from "./lib/server/rate_limit.ts";
+export type { RateLimitOptions } from "./lib/core/rate_limit.ts";
 export { Server, type ShutdownOptions } from "./lib/server/server.ts";
 export type { ServerStats, TrafficCounts } from "./lib/server/stats.ts";
-export { type PublishOptions, SendStatus, ServerWebSocket } from "./lib/server/websocket.ts";
+export { BaseWebSocket, type CloseInfo, SendStatus } from "./lib/core/websocket.ts";
+export { type PublishOptions, ServerWebSocket } from "./lib/server/websocket.ts";
 export { UpgradeRequest } from "./lib/server/upgrade_request.ts";
 
 /**
