@@ -46,28 +46,61 @@ const HOLD_BACKPRESSURE = 4;
 /** Masking keys for every client connection of the process (RFC 6455 §5.3). */
 let maskKeys: MaskKeySource | undefined;
 
-/** The application's handlers, as `serve` and `connect` take them. */
+/**
+ * The handlers of a connection, as `connect` takes them (`serve` takes the same, with a
+ * `ServerWebSocket`). A handler that throws or rejects fails its connection with 1011.
+ *
+ * @typeParam W The WebSocket the handlers get.
+ *
+ * @example
+ * ```ts
+ * import { type ClientWebSocket, connect, type Handlers, serve } from "@sluice/ws";
+ * const handlers: Handlers<ClientWebSocket> = {
+ *   message(ws, data) {
+ *     console.log(data);
+ *     ws.close();
+ *   },
+ * };
+ * const server = serve({ port: 0, open: (ws) => void ws.send("hi") });
+ * const ws = await connect(`ws://127.0.0.1:${server.port}`, handlers);
+ * await ws.closed;
+ * await server.shutdown();
+ * ```
+ */
 export interface Handlers<W> {
-  /** The connection is open. */
+  /** The connection is open (before any message is delivered). */
   open?(ws: W): void | Promise<void>;
-  /** A whole message. */
+  /**
+   * A whole message: a string for text, a Uint8Array for binary (memory never reused, so it
+   * may be kept).
+   */
   message?(ws: W, data: string | Uint8Array, isBinary: boolean): void | Promise<void>;
-  /** A piece of a message (instead of `message`). */
+  /**
+   * Messages piece by piece as they arrive, instead of whole (`message` is then not called):
+   * text as decoded characters, binary as views; `fin` on a message's last piece.
+   */
   fragment?(
     ws: W,
     data: string | Uint8Array,
     isBinary: boolean,
     fin: boolean,
   ): void | Promise<void>;
-  /** Sends that met backpressure can go on. */
+  /** Sends that met backpressure (`SendStatus.Backpressure` or `Dropped`) may go on. */
   drain?(ws: W): void | Promise<void>;
-  /** A ping arrived. */
+  /** A ping arrived (the pong is sent automatically). */
   ping?(ws: W, data: Uint8Array): void | Promise<void>;
   /** A pong arrived. */
   pong?(ws: W, data: Uint8Array): void | Promise<void>;
-  /** The connection closed. */
+  /**
+   * The connection closed; called once. `code` is the peer's close code (1005 if its Close
+   * frame had none), the code the connection failed with, or 1006 if TCP ended without a
+   * closing handshake.
+   */
   close?(ws: W, code: number, reason: string): void | Promise<void>;
-  /** An error (see `ServeOptions.error`). */
+  /**
+   * An error: a handler threw, the peer broke the protocol (a `WebSocketError`), the
+   * connection broke. Without it, handler errors are printed and protocol errors are silent.
+   */
   error?(error: unknown, ws: W | undefined): void;
 }
 

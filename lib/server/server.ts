@@ -8,7 +8,7 @@
 import { isValidCloseCode, MAX_CLOSE_REASON_BYTES } from "../protocol/close.ts";
 import { CloseCode } from "../protocol/errors.ts";
 import { DEFAULT_MAX_PAYLOAD_LENGTH, OPEN } from "../protocol/protocol.ts";
-import { describe } from "./_describe.ts";
+import { describe } from "../core/_describe.ts";
 import { HandshakePhase } from "./handshake_phase.ts";
 import { ServerConnection } from "./server_connection.ts";
 import { webEngine } from "../protocol/extensions/web_engine.ts";
