@@ -79,7 +79,8 @@ const server = bun.serve({
       config.protocols,
     );
     const data = { path, protocol: protocol ?? "", headers: headerObject(request.headers) };
-    const headers = protocol === undefined ? undefined : { "Sec-WebSocket-Protocol": protocol };
+    // Bun answers with the client's first protocol unless told one; told "", it sends none.
+    const headers = { "Sec-WebSocket-Protocol": protocol ?? "" };
     if (server.upgrade(request, { data, headers })) return undefined;
     return new Response("Upgrade Required", { status: 426, headers: { Upgrade: "websocket" } });
   },
