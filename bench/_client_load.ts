@@ -9,8 +9,9 @@
  * one more for every echo it gets back, so `window` messages stay in flight on each. Once all
  * are open it prints `open N`, lets `warmup` seconds pass, prints `window`, counts the echoes
  * and its own CPU time (process.cpuUsage: user + system of every thread of the process) for
- * `seconds`, prints `result {JSON}` and exits. An echo of the wrong length, or a connection
- * that fails or closes, is counted in `errors` (the first one's text in `error`).
+ * `seconds`, prints `result {JSON}` and exits. An echo of the wrong length, more echoes than
+ * messages sent on a connection, a message the client dropped, or a connection that fails or
+ * closes, is counted in `errors` (the first one's text in `error`).
  *
  * @module
  */
@@ -19,8 +20,8 @@ import { option } from "./_server_cli.ts";
 
 /** One open connection, as a client script hands it over. */
 export interface LoadConnection {
-  /** Sends a binary message. */
-  send(payload: Uint8Array): void;
+  /** Sends a binary message; false if the client dropped it instead. */
+  send(payload: Uint8Array): boolean;
 }
 
 /** What a client script's dialler is told about a connection. */
@@ -91,24 +92,32 @@ export async function runLoad(client: string, dial: Dial): Promise<void> {
     errors++;
     if (error === "") error = why;
   };
+  const send = (self: { connection?: LoadConnection; sent: number }) => {
+    self.sent++;
+    if (!self.connection!.send(payload)) fail("the client dropped a message");
+  };
   const open = await Promise.all(Array.from({ length: conns }, async () => {
     // Nothing arrives before the first send, which comes after dial() resolved.
-    const self: { connection?: LoadConnection } = {};
+    const self: { connection?: LoadConnection; sent: number; received: number } = {
+      sent: 0,
+      received: 0,
+    };
     self.connection = await dial(url, {
       message(length, isBinary) {
         messages++;
         if (length !== size || !isBinary) fail(`an echo of ${length} bytes (binary: ${isBinary})`);
-        self.connection!.send(payload);
+        if (++self.received > self.sent) fail("more echoes than messages sent");
+        send(self);
       },
       ended(why) {
         if (measuring) fail(why);
       },
     });
-    return self.connection;
+    return self;
   }));
   console.log(`open ${open.length}`);
-  for (const connection of open) {
-    for (let i = 0; i < window; i++) connection.send(payload);
+  for (const self of open) {
+    for (let i = 0; i < window; i++) send(self);
   }
   await sleep(warmup * 1000);
   console.log("window");

@@ -22,7 +22,13 @@ function dial(url: string, events: LoadEvents): Promise<LoadConnection> {
   const ws = new Native(url, { perMessageDeflate: false });
   ws.binaryType = "arraybuffer";
   return new Promise((resolve, reject) => {
-    ws.onopen = () => resolve({ send: (payload) => ws.send(payload) });
+    ws.onopen = () =>
+      resolve({
+        send(payload) {
+          ws.send(payload);
+          return true;
+        },
+      });
     ws.onmessage = (event) => {
       const data = event.data as string | ArrayBuffer;
       if (typeof data === "string") events.message(data.length, false);

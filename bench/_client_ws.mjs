@@ -49,30 +49,41 @@ const fail = (why) => {
   if (error === "") error = why;
 };
 
-/** @returns {Promise<WebSocket>} */
+/**
+ * @param {WebSocket} ws
+ * @param {{ sent: number }} counts
+ */
+function send(ws, counts) {
+  counts.sent++;
+  ws.send(payload);
+}
+
+/** @returns {Promise<{ ws: WebSocket, counts: { sent: number, received: number } }>} */
 function dial() {
   const ws = new WebSocket(url, { perMessageDeflate: false });
+  const counts = { sent: 0, received: 0 };
   ws.binaryType = "nodebuffer";
   ws.on("message", (data, isBinary) => {
     messages++;
     if (data.length !== size || !isBinary) {
       fail(`an echo of ${data.length} bytes (binary: ${isBinary})`);
     }
-    ws.send(payload);
+    if (++counts.received > counts.sent) fail("more echoes than messages sent");
+    send(ws, counts);
   });
   ws.on("close", (code, reason) => {
     if (measuring) fail(`closed with ${code} ${reason}`);
   });
   return new Promise((resolve, reject) => {
-    ws.once("open", () => resolve(ws));
+    ws.once("open", () => resolve({ ws, counts }));
     ws.once("error", reject);
   });
 }
 
 const open = await Promise.all(Array.from({ length: conns }, dial));
 console.log(`open ${open.length}`);
-for (const ws of open) {
-  for (let i = 0; i < window; i++) ws.send(payload);
+for (const { ws, counts } of open) {
+  for (let i = 0; i < window; i++) send(ws, counts);
 }
 await sleep(warmup * 1000);
 console.log("window");
