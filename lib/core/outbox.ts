@@ -35,7 +35,9 @@ const SMALL_POOL_LIMIT = 1024;
 // of 1,024 kept 16 MiB after a burst (fanout_overload's resume scenario on Bun: peak 66 -> 75
 // MiB); 256 keeps at most 4 MiB (70 MiB).
 const MEDIUM_POOL_LIMIT = 256;
-const LARGE_POOL_LIMIT = 16;
+// Large buffers fill up when many connections send 64 KiB messages in the same tick (a
+// client's masked echo: 16 connections x a few each): at most 4 MiB kept.
+const LARGE_POOL_LIMIT = 64;
 const dirty: Outbox[] = [];
 let flushScheduled = false;
 
@@ -157,6 +159,8 @@ export class Outbox {
   #runStart = -1;
   #runEnd = 0;
   #owner: OutboxOwner | undefined;
+  /** Full buffers of this tick that are segments now, back to their pool after the flush. */
+  #spent: Uint8Array[] | undefined;
   /** A client's: every frame is masked with the next key. */
   #masks: MaskKeySource | undefined;
   #corked = 0;
@@ -248,7 +252,19 @@ export class Outbox {
   #writeMasked(opcode: number, fin: boolean, rsv1: boolean, payload: Uint8Array): void {
     const length = payload.length;
     const header = headerSize(length, true);
-    this.#reserve(header + length);
+    if (length >= ALIGN_FROM) {
+      // As in writeFrame, a large payload goes where Bun copies it fast (aligned as its source,
+      // modulo 16): here every one does, not only one that opens a buffer, since masking
+      // copies them all. The bytes skipped are not sent: what is before them is a segment.
+      this.#reserve(15 + header + length);
+      const pad = (payload.byteOffset - header - this.#end) & 15;
+      if (pad !== 0) {
+        this.#seal();
+        this.#start = this.#end += pad;
+      }
+    } else {
+      this.#reserve(header + length);
+    }
     const key = this.#masks!.next();
     const buffer = this.#buffer!;
     maskInto(payload, key, buffer, writeHeader(buffer, this.#end, opcode, length, fin, rsv1, key));
@@ -386,13 +402,20 @@ export class Outbox {
       this.#seal();
       const partial = this.#partial!;
       const ours = this.#buffer?.buffer;
+      const spent = this.#spent;
       for (let i = 0; i < segments.length; i++) {
         const segment = segments[i];
-        // Views of our buffer are reused after this; payloads handed over are not.
-        transport.write(segment, segment.buffer === ours, partial[i]);
+        // Views of our buffers are reused after this; payloads handed over are not.
+        const reusable = segment.buffer === ours ||
+          (spent !== undefined && spent.some((buffer) => buffer.buffer === segment.buffer));
+        transport.write(segment, reusable, partial[i]);
       }
       segments.length = 0;
       partial.length = 0;
+      if (spent !== undefined) {
+        for (const buffer of spent) give(buffer);
+        spent.length = 0;
+      }
     }
     this.#release();
     this.#owner?.outboxFlushed();
@@ -400,6 +423,10 @@ export class Outbox {
 
   /** Drops what is corked (the connection is being destroyed). */
   discard(): void {
+    if (this.#spent !== undefined) {
+      for (const buffer of this.#spent) give(buffer);
+      this.#spent.length = 0;
+    }
     this.#corked = 0;
     this.#lone = undefined;
     this.#runStart = -1;
@@ -445,7 +472,13 @@ export class Outbox {
       return;
     }
     // Full: what is in it becomes a segment; framing goes on in a larger buffer.
+    const sealed = this.#end > this.#start;
     this.#seal();
+    if (!sealed) give(buffer);
+    // A transport that writes in the call copies what it keeps of a reusable chunk: written as
+    // reusable, the buffer can go back to its pool after the flush (a fresh one costs its page
+    // faults at the first write into it).
+    else if (this.#transport.writesLater !== true) (this.#spent ??= []).push(buffer);
     this.#buffer = take(bytes, LARGE);
     this.#start = this.#end = 0;
   }

@@ -123,7 +123,37 @@ export function maskInto(
     for (; i < length; i++) target[offset + i] = source[i] ^ mask[i & 3];
     return offset + length;
   }
-  target.set(source, offset);
-  unmaskWords(target.subarray(offset, offset + length), mask);
+  const at = target.byteOffset + offset;
+  if ((at & 3) !== (source.byteOffset & 3)) {
+    target.set(source, offset);
+    unmaskWords(target.subarray(offset, offset + length), mask);
+    return offset + length;
+  }
+  // Source and target alike modulo 4: one pass, a word at a time, reads the source and writes
+  // the target masked. No copy first: Bun's copy of 64 KiB takes 2 µs or 30–70 µs depending on
+  // where source and target sit relative to each other, which a caller cannot see.
+  let i = Math.min((4 - (at & 3)) & 3, length);
+  for (let j = 0; j < i; j++) target[offset + j] = source[j] ^ mask[j & 3];
+  const b0 = mask[i & 3];
+  const b1 = mask[(i + 1) & 3];
+  const b2 = mask[(i + 2) & 3];
+  const b3 = mask[(i + 3) & 3];
+  // Int32, not Uint32: JavaScriptCore keeps values past 2^31 of a Uint32Array as doubles.
+  const word = LITTLE_ENDIAN
+    ? (b0 | (b1 << 8) | (b2 << 16) | (b3 << 24))
+    : ((b0 << 24) | (b1 << 16) | (b2 << 8) | b3);
+  const words = (length - i) >>> 2;
+  const from = new Int32Array(source.buffer, source.byteOffset + i, words);
+  const to = new Int32Array(target.buffer, at + i, words);
+  let w = 0;
+  for (; w + 4 <= words; w += 4) {
+    to[w] = from[w] ^ word;
+    to[w + 1] = from[w + 1] ^ word;
+    to[w + 2] = from[w + 2] ^ word;
+    to[w + 3] = from[w + 3] ^ word;
+  }
+  for (; w < words; w++) to[w] = from[w] ^ word;
+  i += words << 2;
+  for (; i < length; i++) target[offset + i] = source[i] ^ mask[i & 3];
   return offset + length;
 }
