@@ -459,6 +459,9 @@ class Attempt implements TransportHandler {
     const result = this.#handshake.result!;
     const transport = this.#transport!;
     this.#finish();
+    // The home's clock only moves while some connection has timeouts: bring it to now before
+    // the connection reads it to start its idle and heartbeat clocks.
+    home.now = Date.now();
     const deflate = this.#deflate;
     const agreement = result.deflate;
     const connection = new OpenConnection<ClientWebSocket>(home, transport, this.#settings, {
@@ -484,7 +487,6 @@ class Attempt implements TransportHandler {
       ...[settings.idleTimeout, settings.heartbeatInterval, settings.heartbeatTimeout]
         .filter((ms) => ms > 0),
     );
-    home.now = Date.now();
     if (Number.isFinite(shortest)) home.watch(connection, shortest);
     // `open` and the messages that came with the response run before `connect` resolves.
     connection.start(ws, result.rest.length === 0 ? [] : [result.rest.slice()]);
