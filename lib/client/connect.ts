@@ -324,6 +324,11 @@ class Attempt implements TransportHandler {
     const timeout = options.handshakeTimeout ?? 10_000;
     if (timeout !== 0) {
       this.#timer = setTimeout(() => {
+        // The head of a refusal came in time: it is the answer, with what came of its body.
+        if (this.#refusal !== undefined) {
+          this.#refused();
+          return;
+        }
         this.#fail(
           new WebSocketError(
             "WS_ERR_HANDSHAKE_TIMEOUT",
@@ -392,9 +397,11 @@ class Attempt implements TransportHandler {
       this.#fail(error);
       return;
     }
-    // A refusal: read its body (up to a cap), for the error.
+    // A refusal: read its body (up to a cap), for the error. RFC 9110 §6.4.1: 1xx, 204 and
+    // 304 responses have none, whatever their headers say.
+    const status = error.status;
     const length = error.headers.find(([name]) => name === "content-length")?.[1];
-    const want = Math.min(
+    const want = status < 200 || status === 204 || status === 304 ? 0 : Math.min(
       length !== undefined && /^[0-9]{1,15}$/.test(length) ? Number(length) : MAX_REFUSAL_BODY,
       MAX_REFUSAL_BODY,
     );
@@ -459,6 +466,9 @@ class Attempt implements TransportHandler {
     const result = this.#handshake.result!;
     const transport = this.#transport!;
     this.#finish();
+    // The home's clock only moves while some connection has timeouts: bring it to now before
+    // the connection reads it to start its idle and heartbeat clocks.
+    home.now = Date.now();
     const deflate = this.#deflate;
     const agreement = result.deflate;
     const connection = new OpenConnection<ClientWebSocket>(home, transport, this.#settings, {
@@ -484,7 +494,6 @@ class Attempt implements TransportHandler {
       ...[settings.idleTimeout, settings.heartbeatInterval, settings.heartbeatTimeout]
         .filter((ms) => ms > 0),
     );
-    home.now = Date.now();
     if (Number.isFinite(shortest)) home.watch(connection, shortest);
     // `open` and the messages that came with the response run before `connect` resolves.
     connection.start(ws, result.rest.length === 0 ? [] : [result.rest.slice()]);
