@@ -118,7 +118,8 @@ export function serve<T = undefined>(options: ServeOptions<T> = {} as ServeOptio
  *   },
  * });
  * ws.send("hello");
- * console.log(await ws.closed); // { code: 1000, reason: "done" }
+ * // The server's answer to our Close frame: the code echoed (RFC 6455 §5.5.1).
+ * console.log(await ws.closed); // { code: 1000, reason: "" }
  * await server.shutdown();
  * ```
  */

@@ -134,8 +134,8 @@ test("client abort: aborting after the handshake does nothing", async () => {
 
 test("client URL: a fragment, a bad scheme or no URL at all is a TypeError", async () => {
   const cases: Array<[unknown, RegExp]> = [
-    ["ws://127.0.0.1:1/#frag", /^Cannot write the request: a WebSocket URL has no fragment$/],
-    ["ftp://127.0.0.1:1/", /the URL's scheme must be ws: or wss:, not ftp:$/],
+    ["ws://127.0.0.1:1/#frag", /^Cannot connect: a WebSocket URL has no fragment$/],
+    ["ftp://127.0.0.1:1/", /^Cannot connect: the URL.s scheme must be ws: or wss:, not ftp:$/],
     ["file:///tmp/x", /the URL's scheme must be ws: or wss:, not file:$/],
     ["not a url", /^Cannot connect: "not a url" is not a URL$/],
     ["", /^Cannot connect: "" is not a URL$/],

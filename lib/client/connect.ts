@@ -285,11 +285,21 @@ class Attempt implements TransportHandler {
     this.#settings = resolve(options);
     this.#deflate = resolveDeflate(options.perMessageDeflate);
     const deflate = this.#deflate;
-    this.#handshake = new ClientHandshake(target, {
-      protocols: options.protocols,
-      headers: options.headers,
-      perMessageDeflate: deflate === undefined ? false : negotiation(deflate),
-    });
+    try {
+      this.#handshake = new ClientHandshake(target, {
+        protocols: options.protocols,
+        headers: options.headers,
+        perMessageDeflate: deflate === undefined ? false : negotiation(deflate),
+      });
+    } catch (error) {
+      // The request's own checks, worded for connect's caller.
+      if (error instanceof TypeError && error.message.startsWith("Cannot write the request: ")) {
+        throw new TypeError(
+          `Cannot connect: ${error.message.slice("Cannot write the request: ".length)}`,
+        );
+      }
+      throw error;
+    }
     const ca = options.ca;
     if (
       ca !== undefined && typeof ca !== "string" &&
@@ -495,7 +505,8 @@ class Attempt implements TransportHandler {
         .filter((ms) => ms > 0),
     );
     if (Number.isFinite(shortest)) home.watch(connection, shortest);
-    // `open` and the messages that came with the response run before `connect` resolves.
+    // `open`, and the messages that came with the response (those not compressed: an inflate may
+    // finish later), run before `connect` resolves.
     connection.start(ws, result.rest.length === 0 ? [] : [result.rest.slice()]);
     this.#resolve(ws);
   }
