@@ -9,6 +9,7 @@ import { describe } from "../core/_describe.ts";
 import {
   type ConnectionCounters,
   type ConnectionHome,
+  HANDLER_NAMES,
   type Handlers,
   OpenConnection,
   type OpenSettings,
@@ -208,17 +209,6 @@ const OPTION_NAMES: ReadonlySet<string> = new Set(
     } satisfies Record<keyof ConnectOptions, true>,
   ),
 );
-
-const HANDLERS = [
-  "open",
-  "message",
-  "fragment",
-  "drain",
-  "ping",
-  "pong",
-  "close",
-  "error",
-] as const;
 
 /**
  * Opens a WebSocket connection through `dial` (a runtime adapter's connect).
@@ -545,7 +535,7 @@ function warnUnknown(options: object): void {
 
 /** The options with every default filled in, checked. */
 function resolve(options: ConnectOptions): OpenSettings<ClientWebSocket> {
-  for (const name of HANDLERS) {
+  for (const name of HANDLER_NAMES) {
     const handler = options[name];
     if (handler !== undefined && typeof handler !== "function") {
       throw new TypeError(`Cannot connect: ${name} must be a function, got ${describe(handler)}`);

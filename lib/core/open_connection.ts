@@ -104,6 +104,38 @@ export interface Handlers<W> {
   error?(error: unknown, ws: W | undefined): void;
 }
 
+/** The names of {@linkcode Handlers}' members: each must be a function when given. */
+export const HANDLER_NAMES = [
+  "open",
+  "message",
+  "fragment",
+  "drain",
+  "ping",
+  "pong",
+  "close",
+  "error",
+] as const satisfies ReadonlyArray<keyof Handlers<unknown>>;
+
+/** Traffic counts of one connection, or summed over many. */
+export interface TrafficCounts {
+  /** Data messages received (a streamed message counts once). */
+  messagesIn: number;
+  /** Data messages sent. */
+  messagesOut: number;
+  /** Bytes read from sockets after the handshake: frames, headers included. */
+  bytesIn: number;
+  /** Bytes handed to sockets after the handshake: frames, headers included. */
+  bytesOut: number;
+  /** Compressed payload bytes received (permessage-deflate). */
+  compressedIn: number;
+  /** What they inflated to. */
+  rawIn: number;
+  /** Bytes of messages sent compressed, before compression. */
+  rawOut: number;
+  /** What they compressed to. */
+  compressedOut: number;
+}
+
 /** How an open connection behaves, every default filled in (both roles). */
 export interface OpenSettings<W> extends Handlers<W> {
   /** Bytes queued past which a data message is dropped (and the policy applies). */
@@ -580,16 +612,7 @@ export class OpenConnection<W extends BaseWebSocket>
   }
 
   /** This connection's traffic so far. */
-  traffic(): {
-    messagesIn: number;
-    messagesOut: number;
-    bytesIn: number;
-    bytesOut: number;
-    compressedIn: number;
-    rawIn: number;
-    rawOut: number;
-    compressedOut: number;
-  } {
+  traffic(): TrafficCounts {
     const compression = this.protocolState.compression;
     return {
       messagesIn: this.#messagesIn,

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { HANDLER_NAMES } from "../core/open_connection.ts";
 import { isValidCloseCode, MAX_CLOSE_REASON_BYTES } from "../protocol/close.ts";
 import { CloseCode } from "../protocol/errors.ts";
 import { DEFAULT_MAX_PAYLOAD_LENGTH, OPEN } from "../protocol/protocol.ts";
@@ -396,18 +397,7 @@ class Core<T> implements ServerCore<T> {
 }
 
 /** The options that are application code: each must be a function when given. */
-const HANDLERS = [
-  "upgrade",
-  "fetch",
-  "open",
-  "message",
-  "fragment",
-  "drain",
-  "ping",
-  "pong",
-  "close",
-  "error",
-] as const;
+const HANDLERS = ["upgrade", "fetch", ...HANDLER_NAMES] as const;
 
 /**
  * Every option `serve` reads: a name outside it gets a warning (it is most likely a typo). A

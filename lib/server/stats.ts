@@ -11,25 +11,9 @@
 /** Upper bounds (ms) of the heartbeat round-trip histogram's buckets. */
 export const LATENCY_BUCKETS: readonly number[] = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500];
 
-/** Traffic counts of one connection, or summed over many. */
-export interface TrafficCounts {
-  /** Data messages received (a streamed message counts once). */
-  messagesIn: number;
-  /** Data messages sent. */
-  messagesOut: number;
-  /** Bytes read from sockets after the handshake: frames, headers included. */
-  bytesIn: number;
-  /** Bytes handed to sockets after the handshake: frames, headers included. */
-  bytesOut: number;
-  /** Compressed payload bytes received (permessage-deflate). */
-  compressedIn: number;
-  /** What they inflated to. */
-  rawIn: number;
-  /** Bytes of messages sent compressed, before compression. */
-  rawOut: number;
-  /** What they compressed to. */
-  compressedOut: number;
-}
+import type { TrafficCounts } from "../core/open_connection.ts";
+
+export type { TrafficCounts };
 
 /** A snapshot of a server's state and counters since it started. */
 export interface ServerStats extends TrafficCounts {
