@@ -356,10 +356,7 @@ test("client: a connection reset after the 101 closes with 1006", async () => {
   );
 });
 
-test("client: a connection reset after the 101 is reported as WS_ERR_CONNECTION_LOST", {
-  todo: "KNOWN PARITY GAP: Bun reports it; the Deno adapter treats ConnectionReset as a quiet " +
-    "close (isQuiet in lib/runtime/deno.ts), so no error is reported",
-}, async () => {
+test("client: a connection reset after the 101 is reported as WS_ERR_CONNECTION_LOST", async () => {
   const errors: unknown[] = [];
   await withRawServer((peer) => void peer.accept(), async (server) => {
     const ws = await connect(server.url(), {

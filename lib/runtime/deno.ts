@@ -525,9 +525,11 @@ class DenoTransport implements Transport {
   }
 }
 
-/** Errors that only say the peer went away. */
+/**
+ * Errors that only say the socket was closed here. A reset by the peer is not one: the
+ * connection broke, and the server and the client report it as Bun's adapter does.
+ */
 function isQuiet(error: unknown): boolean {
   return error === undefined || error instanceof Deno.errors.BadResource ||
-    error instanceof Deno.errors.Interrupted || error instanceof Deno.errors.ConnectionReset ||
-    error instanceof Deno.errors.BrokenPipe || error instanceof Deno.errors.ConnectionAborted;
+    error instanceof Deno.errors.Interrupted;
 }
