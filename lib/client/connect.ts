@@ -20,6 +20,7 @@ import type { DeflateNegotiationOptions } from "../protocol/extensions/deflate_n
 import { PerMessageDeflate } from "../protocol/extensions/permessage_deflate.ts";
 import { zlibEngine } from "../protocol/extensions/zlib_engine.ts";
 import { DEFAULT_MAX_PAYLOAD_LENGTH } from "../protocol/protocol.ts";
+import { ChunkedDecoder } from "../protocol/http1.ts";
 import { ClientHandshake } from "../protocol/upgrade.ts";
 import { ClientWebSocket } from "./client_websocket.ts";
 
@@ -248,9 +249,14 @@ class Attempt implements TransportHandler {
   #signal: AbortSignal | undefined;
   #onAbort: (() => void) | undefined;
   /** A refusal whose body is still arriving. */
-  #refusal:
-    | { error: HandshakeError; body: Uint8Array[]; received: number; want: number }
-    | undefined;
+  #refusal: {
+    error: HandshakeError;
+    body: Uint8Array[];
+    received: number;
+    want: number;
+    /** The body is chunked (RFC 9112 §7.1). */
+    chunked: ChunkedDecoder | undefined;
+  } | undefined;
   #done = false;
 
   constructor(dial: Connect, url: string | URL, options: ConnectOptions) {
@@ -401,22 +407,37 @@ class Attempt implements TransportHandler {
     // 304 responses have none, whatever their headers say.
     const status = error.status;
     const length = error.headers.find(([name]) => name === "content-length")?.[1];
+    // RFC 9112 §6.3: a chunked Transfer-Encoding wins over Content-Length.
+    const codings = error.headers.filter(([name]) => name === "transfer-encoding")
+      .map(([, value]) => value).join(",").split(",").map((coding) => coding.trim().toLowerCase());
+    const chunked = codings.at(-1) === "chunked" ? new ChunkedDecoder() : undefined;
     const want = status < 200 || status === 204 || status === 304 ? 0 : Math.min(
-      length !== undefined && /^[0-9]{1,15}$/.test(length) ? Number(length) : MAX_REFUSAL_BODY,
+      chunked === undefined && length !== undefined && /^[0-9]{1,15}$/.test(length)
+        ? Number(length)
+        : MAX_REFUSAL_BODY,
       MAX_REFUSAL_BODY,
     );
-    this.#refusal = { error, body: [], received: 0, want };
+    this.#refusal = { error, body: [], received: 0, want, chunked };
     this.#readRefusal(error.body);
   }
 
   #readRefusal(chunk: Uint8Array): void {
     const refusal = this.#refusal!;
-    if (chunk.length !== 0 && refusal.received < refusal.want) {
-      const piece = chunk.subarray(0, refusal.want - refusal.received);
+    const chunked = refusal.chunked;
+    const pieces = chunked === undefined ? [chunk] : chunked.push(chunk);
+    for (const each of pieces) {
+      if (each.length === 0 || refusal.received >= refusal.want) continue;
+      const piece = each.subarray(0, refusal.want - refusal.received);
       refusal.body.push(piece);
       refusal.received += piece.length;
     }
-    if (refusal.received >= refusal.want) this.#refused();
+    // A chunked body ends with its last chunk (or at broken framing: what came is kept).
+    if (
+      refusal.received >= refusal.want ||
+      (chunked !== undefined && (chunked.done || chunked.failed))
+    ) {
+      this.#refused();
+    }
   }
 
   #refused(): void {

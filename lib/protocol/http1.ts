@@ -1278,3 +1278,105 @@ export function httpResponse(
   out.set(body, text.length);
   return out;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Chunked bodies (RFC 9112 §7.1)
+
+/** Where a {@linkcode ChunkedDecoder} is. */
+const CHUNK_SIZE = 0;
+const CHUNK_DATA = 1;
+const CHUNK_DATA_END = 2;
+const CHUNK_TRAILER = 3;
+const CHUNK_DONE = 4;
+const CHUNK_FAILED = 5;
+
+/** Longest chunk-size line (with extensions) or trailer line accepted. */
+const MAX_CHUNK_LINE = 4096;
+
+/**
+ * An incremental decoder of a chunked message body (RFC 9112 §7.1): bytes in as they arrive,
+ * the body's data out, the chunk framing, extensions and trailer fields dropped. It stops at
+ * the last chunk's end ({@linkcode ChunkedDecoder.done}) or at the first framing error
+ * ({@linkcode ChunkedDecoder.failed}); bytes after either are not looked at.
+ *
+ * @example
+ * ```ts
+ * import { ChunkedDecoder } from "./http1.ts";
+ * const decoder = new ChunkedDecoder();
+ * const bytes = new TextEncoder().encode("4\r\nWiki\r\n0\r\n\r\n");
+ * const text = decoder.push(bytes).map((piece) => new TextDecoder().decode(piece)).join("");
+ * console.log(text, decoder.done); // Wiki true
+ * ```
+ */
+export class ChunkedDecoder {
+  #state = CHUNK_SIZE;
+  /** Bytes of the current line so far (a size line or a trailer line), as Latin-1. */
+  #line = "";
+  /** Data bytes left in the current chunk. */
+  #left = 0;
+
+  /** The last chunk and the trailer section have been read: the body is complete. */
+  get done(): boolean {
+    return this.#state === CHUNK_DONE;
+  }
+
+  /** The framing was broken: decoding stopped. */
+  get failed(): boolean {
+    return this.#state === CHUNK_FAILED;
+  }
+
+  /**
+   * Decodes the next bytes.
+   *
+   * @param bytes What arrived.
+   * @returns The body's data they carried, as views of `bytes`.
+   */
+  push(bytes: Uint8Array): Uint8Array[] {
+    const out: Uint8Array[] = [];
+    let i = 0;
+    while (i < bytes.length && this.#state < CHUNK_DONE) {
+      if (this.#state === CHUNK_DATA) {
+        const take = Math.min(this.#left, bytes.length - i);
+        out.push(bytes.subarray(i, i + take));
+        i += take;
+        this.#left -= take;
+        if (this.#left === 0) this.#state = CHUNK_DATA_END;
+        continue;
+      }
+      const byte = bytes[i++];
+      if (byte !== 0x0a) {
+        if (this.#line.length >= MAX_CHUNK_LINE) this.#state = CHUNK_FAILED;
+        else this.#line += String.fromCharCode(byte);
+        continue;
+      }
+      // A line ends (CRLF; a bare LF is taken too, RFC 9112 §2.2).
+      const line = this.#line.endsWith("\r") ? this.#line.slice(0, -1) : this.#line;
+      this.#line = "";
+      this.#endLine(line);
+    }
+    return out;
+  }
+
+  #endLine(line: string): void {
+    switch (this.#state) {
+      case CHUNK_SIZE: {
+        // chunk-size [ chunk-ext ]: hex digits, then extensions after ";" (ignored).
+        const size = line.split(";", 1)[0].trim();
+        if (!/^[0-9a-fA-F]{1,12}$/.test(size)) {
+          this.#state = CHUNK_FAILED;
+          return;
+        }
+        this.#left = parseInt(size, 16);
+        this.#state = this.#left === 0 ? CHUNK_TRAILER : CHUNK_DATA;
+        return;
+      }
+      case CHUNK_DATA_END:
+        this.#state = line === "" ? CHUNK_SIZE : CHUNK_FAILED;
+        return;
+      case CHUNK_TRAILER:
+        // Trailer fields until an empty line.
+        if (line === "") this.#state = CHUNK_DONE;
+        return;
+    }
+  }
+}

@@ -8,6 +8,7 @@ import { HandshakeError } from "./errors.ts";
 import {
   checkHeaderName,
   checkHeaderValue,
+  ChunkedDecoder,
   headerLines,
   type HeadLimits,
   latin1Bytes,
@@ -488,5 +489,42 @@ describe("writing heads", () => {
     assert.equal(headerLines([["A", "1"], ["A", "2"]], "the request"), "A: 1\r\nA: 2\r\n");
     assert.equal(headerLines({ B: "x y" }, "the request"), "B: x y\r\n");
     assert.deepEqual(latin1Bytes("a\xff", 2), Uint8Array.of(0x61, 0xff, 0, 0));
+  });
+});
+
+describe("ChunkedDecoder", () => {
+  const text = (pieces: Uint8Array[]) =>
+    pieces.map((piece) => new TextDecoder().decode(piece)).join("");
+  const wire = "5;ext=1\r\nhello\r\n1\r\n \r\nA\r\n0123456789\r\n0\r\nTrailer: x\r\n\r\nNEXT";
+
+  it("decodes a body split at every position, dropping extensions and trailers", () => {
+    const bytes = new TextEncoder().encode(wire);
+    for (let cut = 0; cut <= bytes.length; cut++) {
+      const decoder = new ChunkedDecoder();
+      const body = text([
+        ...decoder.push(bytes.subarray(0, cut)),
+        ...decoder.push(bytes.subarray(cut)),
+      ]);
+      assert.equal(body, "hello 0123456789", `cut at ${cut}`);
+      assert.equal(decoder.done, true);
+      assert.equal(decoder.failed, false);
+    }
+  });
+
+  it("is not done before the last chunk's empty line", () => {
+    const decoder = new ChunkedDecoder();
+    assert.equal(text(decoder.push(new TextEncoder().encode("3\r\nabc\r\n0\r\n"))), "abc");
+    assert.equal(decoder.done, false);
+    decoder.push(new TextEncoder().encode("\r\n"));
+    assert.equal(decoder.done, true);
+  });
+
+  it("fails on a bad size, data not followed by CRLF, or a line over 4 KiB", () => {
+    for (const bad of ["zz\r\n", "-1\r\n", "\r\n", "3\r\nabcX\r\n", `${"1".repeat(5000)}\r\n`]) {
+      const decoder = new ChunkedDecoder();
+      decoder.push(new TextEncoder().encode(bad));
+      assert.equal(decoder.failed, true, JSON.stringify(bad.slice(0, 20)));
+      assert.equal(decoder.done, false);
+    }
   });
 });
