@@ -11,7 +11,7 @@ import { WebSocketError } from "../protocol/errors.ts";
 import { encodeFrame } from "../protocol/frame_writer.ts";
 import { MaskKeySource } from "../protocol/mask_keys.ts";
 import type { PreparedMessage } from "../protocol/prepared_message.ts";
-import { CLOSED, OPEN, Protocol, type ProtocolOptions } from "../protocol/protocol.ts";
+import { CLOSED, CLOSING, OPEN, Protocol, type ProtocolOptions } from "../protocol/protocol.ts";
 import { Outbox, type OutboxOwner } from "./outbox.ts";
 import { RateLimiter, type RateLimitOptions } from "./rate_limit.ts";
 import type { Transport, TransportHandler } from "./transport.ts";
@@ -976,10 +976,20 @@ export class OpenConnection<W extends BaseWebSocket>
   #startTimer(): void {
     if (this.#gone) return;
     this.#clearTimer();
+    const timeout = this.#settings.closeTimeout;
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
+      // Our Close frame went unanswered (after the closing handshake the wait is for TCP only).
+      if (this.protocolState.readyState === CLOSING) {
+        this.#reportError(
+          new WebSocketError(
+            "WS_ERR_CLOSE_TIMEOUT",
+            `No Close frame from the peer within ${timeout} ms of ours`,
+          ),
+        );
+      }
       this.terminate();
-    }, this.#settings.closeTimeout);
+    }, timeout);
   }
 
   #clearTimer(): void {

@@ -268,6 +268,18 @@ describe("OpenConnection as a client", () => {
     assert.equal(transport.destroyed, 1);
   });
 
+  it("reports WS_ERR_CLOSE_TIMEOUT and drops the connection when our Close goes unanswered", async () => {
+    const { transport, ws, events } = setup("client", { closeTimeout: 30 });
+    ws.close(1000);
+    await new Promise((resolve) => setTimeout(resolve, 80));
+    assert.equal(transport.destroyed, 1);
+    const error = events.errors[0] as { code: string; closeCode: number; message: string };
+    assert.equal(error.code, "WS_ERR_CLOSE_TIMEOUT");
+    assert.equal(error.closeCode, 1006);
+    assert.equal(error.message, "No Close frame from the peer within 30 ms of ours");
+    assert.deepEqual(events.closes, [[1006, ""]]);
+  });
+
   it("echoes the server's Close frame, masked, and reports the server's code", async () => {
     const { connection, transport, events } = setup("client");
     connection.onData(
