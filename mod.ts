@@ -17,11 +17,22 @@
  *
  * @module
  */
-import { runtimeListen } from "./lib/runtime/runtime.ts";
+import { type ConnectOptions, connectWith } from "./lib/client/connect.ts";
+import type { ClientWebSocket } from "./lib/client/client_websocket.ts";
+import { runtimeConnect, runtimeListen } from "./lib/runtime/runtime.ts";
 import type { ServeOptions } from "./lib/server/options.ts";
 import { Server } from "./lib/server/server.ts";
 
-export { CloseCode, type ErrorCode, ErrorCodes, WebSocketError } from "./lib/protocol/errors.ts";
+export {
+  CloseCode,
+  type ErrorCode,
+  ErrorCodes,
+  HandshakeError,
+  WebSocketError,
+} from "./lib/protocol/errors.ts";
+export { ClientWebSocket } from "./lib/client/client_websocket.ts";
+export type { ClientDeflateOptions, ConnectOptions } from "./lib/client/connect.ts";
+export type { Handlers } from "./lib/core/open_connection.ts";
 export { isValidCloseCode } from "./lib/protocol/close.ts";
 export { Opcode } from "./lib/protocol/opcode.ts";
 export type {
@@ -38,10 +49,11 @@ export type {
   UpgradeResult,
 } from "./lib/server/options.ts";
 export type { OriginRule } from "./lib/server/origin.ts";
-export type { RateLimitOptions } from "./lib/server/rate_limit.ts";
+export type { RateLimitOptions } from "./lib/core/rate_limit.ts";
 export { Server, type ShutdownOptions } from "./lib/server/server.ts";
 export type { ServerStats, TrafficCounts } from "./lib/server/stats.ts";
-export { type PublishOptions, SendStatus, ServerWebSocket } from "./lib/server/websocket.ts";
+export { BaseWebSocket, type CloseInfo, SendStatus } from "./lib/core/websocket.ts";
+export { type PublishOptions, ServerWebSocket } from "./lib/server/websocket.ts";
 export { UpgradeRequest } from "./lib/server/upgrade_request.ts";
 
 /**
@@ -78,4 +90,38 @@ export { UpgradeRequest } from "./lib/server/upgrade_request.ts";
  */
 export function serve<T = undefined>(options: ServeOptions<T> = {} as ServeOptions<T>): Server<T> {
   return new Server(options, runtimeListen());
+}
+
+/**
+ * Opens a WebSocket connection to a server, on the current runtime (Deno or Bun), over raw TCP
+ * (or TLS for `wss:`), and resolves once the opening handshake has completed. The connection
+ * behaves as a server's does: the same `send` statuses, backpressure, `flushed()`, pause and
+ * resume, pings and closing; every frame it sends is masked with a fresh key (RFC 6455 §5.3).
+ *
+ * @param url `ws://` or `wss://` (`http://` and `https://` are taken as those); IPv6 hosts in
+ * brackets (`ws://[::1]:8080/`).
+ * @param options Subprotocols, headers, compression, limits, timeouts, TLS, and the handlers.
+ * @returns The open connection.
+ * @throws {HandshakeError} (as a rejection) When the server refuses (`status`, `headers`,
+ * `body`) or answers wrongly; a `WebSocketError` with code `WS_ERR_CONNECT` when the TCP or TLS
+ * connection cannot be made, `WS_ERR_HANDSHAKE_TIMEOUT` past `handshakeTimeout`; the signal's
+ * reason when aborted.
+ *
+ * @example
+ * ```ts
+ * import { connect, serve } from "@sluice/ws";
+ * const server = serve({ port: 0, message: (ws, data) => void ws.send(data) });
+ * const ws = await connect(`ws://127.0.0.1:${server.port}/`, {
+ *   message(ws, data) {
+ *     console.log("got", data); // got hello
+ *     ws.close(1000, "done");
+ *   },
+ * });
+ * ws.send("hello");
+ * console.log(await ws.closed); // { code: 1000, reason: "done" }
+ * await server.shutdown();
+ * ```
+ */
+export function connect(url: string | URL, options?: ConnectOptions): Promise<ClientWebSocket> {
+  return connectWith(runtimeConnect(), url, options);
 }

@@ -2,11 +2,15 @@
  * Outgoing frames of one connection, corked until the end of the tick: everything sent to a
  * connection in one tick leaves in one socket write. Small payloads are copied behind their
  * headers into a pooled buffer; large ones the caller hands over go out by reference (on a
- * transport whose writes complete in the call, only those whose frame is over 64 KiB).
+ * transport whose writes complete in the call, only those whose frame is over 64 KiB). A
+ * client's outbox masks every frame as it copies it in (RFC 6455 §5.3), so nothing goes by
+ * reference there.
  *
  * @module
  */
 import { headerSize, writeHeader } from "../protocol/frame_writer.ts";
+import { maskInto } from "../protocol/mask.ts";
+import type { MaskKeySource } from "../protocol/mask_keys.ts";
 import type { Transport } from "./transport.ts";
 
 /** Payloads from this size on, when the caller gives them up, are sent without a copy. */
@@ -153,6 +157,8 @@ export class Outbox {
   #runStart = -1;
   #runEnd = 0;
   #owner: OutboxOwner | undefined;
+  /** A client's: every frame is masked with the next key. */
+  #masks: MaskKeySource | undefined;
   #corked = 0;
   #written = 0;
   #dirty = false;
@@ -162,10 +168,13 @@ export class Outbox {
    *
    * @param transport Where the frames go.
    * @param owner Told after each flush has handed the corked frames to the transport.
+   * @param masks A client's masking keys: every frame is masked with one of its own. Shared
+   * frames ({@linkcode Outbox.writeShared}) cannot be masked and are refused then.
    */
-  constructor(transport: Transport, owner?: OutboxOwner) {
+  constructor(transport: Transport, owner?: OutboxOwner, masks?: MaskKeySource) {
     this.#transport = transport;
     this.#owner = owner;
+    this.#masks = masks;
   }
 
   /** Bytes handed to the transport so far. */
@@ -197,6 +206,10 @@ export class Outbox {
     if (this.#lone !== undefined) this.#absorbLone();
     else if (this.#runStart >= 0) this.#absorbRun();
     const length = payload.length;
+    if (this.#masks !== undefined) {
+      this.#writeMasked(opcode, fin, rsv1, payload);
+      return;
+    }
     const header = headerSize(length, false);
     // By reference, the header and the payload are two writes; a transport whose writes
     // complete in the call (Bun) does better with one, so there the payload is copied behind
@@ -231,6 +244,19 @@ export class Outbox {
     this.#markDirty();
   }
 
+  /** A client's frame: header with a fresh key, the payload masked into our buffer. */
+  #writeMasked(opcode: number, fin: boolean, rsv1: boolean, payload: Uint8Array): void {
+    const length = payload.length;
+    const header = headerSize(length, true);
+    this.#reserve(header + length);
+    const key = this.#masks!.next();
+    const buffer = this.#buffer!;
+    maskInto(payload, key, buffer, writeHeader(buffer, this.#end, opcode, length, fin, rsv1, key));
+    this.#end += header + length;
+    this.#corked += header + length;
+    this.#markDirty();
+  }
+
   /**
    * Adds a whole frame that is shared with other connections and does not change until the
    * end of the tick (a broadcast's). A small one is copied once per tick into the arena, for
@@ -240,6 +266,9 @@ export class Outbox {
    * @param frame Header and payload.
    */
   writeShared(frame: Uint8Array): void {
+    if (this.#masks !== undefined) {
+      throw new TypeError("Cannot write a shared frame: a client's frames are masked");
+    }
     const length = frame.length;
     if (length < ZERO_COPY_THRESHOLD) {
       const start = place(frame);

@@ -121,3 +121,63 @@ export type Listen = (
   options: ListenOptions,
   accept: (transport: Transport) => TransportHandler,
 ) => Listener;
+
+/** How to speak TLS on a connection opened by {@linkcode Connect}. */
+export interface ConnectTlsOptions {
+  /**
+   * PEM certificates trusted in addition to the runtime's default trust store (each string may
+   * hold several): a private CA, a self-signed server certificate. (Bun's own `ca` replaces its
+   * store, so its adapter passes the store's certificates too.)
+   *
+   * @default {undefined} (only the default trust store)
+   */
+  ca?: string[];
+  /**
+   * The name sent in SNI and that the server's certificate must be valid for: a host name or
+   * an IP address (an IPv6 one without brackets). It may differ from
+   * {@linkcode ConnectOptions.hostname}, e.g. to connect to 127.0.0.1 and verify `localhost`.
+   *
+   * @default {ConnectOptions.hostname}
+   */
+  serverName?: string;
+}
+
+/** Where and how to connect. */
+export interface ConnectOptions {
+  /** A host name, an IPv4 address or an IPv6 address without brackets (`"::1"`). */
+  hostname: string;
+  /** The port. */
+  port: number;
+  /**
+   * Present: the connection speaks TLS, and opens once the handshake is over and the server's
+   * certificate verified. Verification is always on (short of a runtime-wide switch such as
+   * Deno's `--unsafely-ignore-certificate-errors`).
+   *
+   * @default {undefined} (plain TCP)
+   */
+  tls?: ConnectTlsOptions;
+  /**
+   * Aborts the connect: the pending promise rejects with `signal.reason` at once, and a socket
+   * that opened meanwhile is closed. An already-aborted signal rejects at once. Once the connect
+   * has resolved, the signal is no longer watched. (Timeouts are the caller's: a signal from
+   * `AbortSignal.timeout()`.) Deno cannot close a TLS socket in the middle of its handshake: it
+   * finishes the handshake first, so a socket aborted then closes when the server answers (or
+   * gives up); Bun closes it at once.
+   *
+   * @default {undefined} (the connect runs until it opens or fails)
+   */
+  signal?: AbortSignal;
+}
+
+/**
+ * Opens a TCP (or TLS) connection. Once it is open, the transport sends its events to
+ * `handler` (the caller may hand them on with {@linkcode Transport.setHandler}); they may begin
+ * before the promise's reactions run. {@linkcode Transport.remoteAddress} is the address
+ * connected to.
+ *
+ * Rejects with `signal.reason` when aborted, else with an `Error` that says what failed and
+ * where, the runtime's error as its `cause`: `Cannot connect to 127.0.0.1:1: the connection
+ * was refused`, `Cannot connect to nowhere.invalid:80: the host name could not be resolved`,
+ * `Cannot connect to localhost:4433: the server's TLS certificate was refused (…)`.
+ */
+export type Connect = (options: ConnectOptions, handler: TransportHandler) => Promise<Transport>;

@@ -120,6 +120,10 @@ export const ErrorCodes = {
   WS_ERR_HANDSHAKE_SUBPROTOCOL: 1006,
   /** A 101 response with extensions the client did not offer, or cannot accept (RFC 6455 §4.1). */
   WS_ERR_HANDSHAKE_EXTENSION: 1006,
+  /** The TCP (or TLS) connection to the server could not be opened; `cause` says why. */
+  WS_ERR_CONNECT: 1006,
+  /** The connection and the opening handshake did not complete within `handshakeTimeout`. */
+  WS_ERR_HANDSHAKE_TIMEOUT: 1006,
 } as const;
 
 /** A stable error code string, such as `"WS_ERR_INVALID_UTF8"`. */

@@ -46,7 +46,8 @@ export interface ProtocolHost {
   /**
    * The closing handshake is complete (both Close frames are out), or the connection failed
    * (`error` is set, our Close frame with its code is out). The host should flush what is
-   * queued and close the TCP connection: RFC 6455 §7.1.1 has the server close it first.
+   * queued; RFC 6455 §7.1.1 has the server close the TCP connection first, and the client wait
+   * for that (closing it itself only after a timeout).
    */
   onClosed(code: number, reason: string, error?: WebSocketError): void;
   /**
@@ -63,7 +64,7 @@ export interface ProtocolHost {
    */
   writeFramed?(frame: Uint8Array): void;
   /**
-   * Sends one frame.
+   * Sends one frame. A client's host masks it (RFC 6455 §5.3).
    *
    * @param owned `true` if the host may keep `payload` by reference; `false` if the caller
    * reuses it, so the host must copy it before this call returns.
@@ -77,8 +78,18 @@ export interface ProtocolHost {
   ): void;
 }
 
+/**
+ * Which end of the connection a {@linkcode Protocol} is. A server requires masked frames from
+ * its client; a client requires unmasked frames from its server, masks every frame it sends
+ * (its host does, with a fresh key per frame, RFC 6455 §5.3), and leaves the TCP close to the
+ * server at the end of the closing handshake (§7.1.1).
+ */
+export type Role = "server" | "client";
+
 /** How a {@linkcode Protocol} treats its peer. */
 export interface ProtocolOptions {
+  /** Which end this is. @default {"server"} */
+  role?: Role;
   /** The largest message accepted, in bytes; a larger one fails with 1009.
    * @default {16777216} (16 MiB, as Bun's server) */
   maxPayloadLength?: number;
@@ -125,7 +136,7 @@ const encoder = new TextEncoder();
 const EMPTY = new Uint8Array(0);
 
 /**
- * The protocol state of one server-side connection.
+ * The protocol state of one connection, of either role.
  *
  * @example
  * ```ts
@@ -144,6 +155,8 @@ const EMPTY = new Uint8Array(0);
  */
 export class Protocol implements FrameSink {
   #host: ProtocolHost;
+  /** Which end this is. */
+  readonly role: Role;
   #parser: FrameParser;
   #maxPayloadLength: number;
   #readyState = OPEN;
@@ -196,6 +209,7 @@ export class Protocol implements FrameSink {
    */
   constructor(host: ProtocolHost, options: ProtocolOptions = {}) {
     this.#host = host;
+    this.role = options.role ?? "server";
     this.#maxPayloadLength = options.maxPayloadLength ?? DEFAULT_MAX_PAYLOAD_LENGTH;
     this.#deflate = options.deflate;
     this.#maxFragments = options.maxFragments ?? Infinity;
@@ -204,7 +218,8 @@ export class Protocol implements FrameSink {
       throw new TypeError("Cannot stream messages: the host has no onFragment");
     }
     this.#parser = new FrameParser(this, {
-      requireMask: true,
+      // RFC 6455 §5.1: a server fails on an unmasked frame, a client on a masked one.
+      requireMask: this.role === "server",
       allowRsv1: options.deflate !== undefined,
       copyBelow: options.copyBelow,
       sliceFrames: options.sliceFrames,
@@ -347,7 +362,11 @@ export class Protocol implements FrameSink {
   /** Writes a whole frame now, or queues its payload behind messages being compressed. */
   #emitFramed(opcode: number, frame: Uint8Array, rsv1: boolean): void {
     const host = this.#host;
-    if ((this.#slots !== undefined && this.#slots.length !== 0) || host.writeFramed === undefined) {
+    // A client's frames are masked, each with its own key: a shared frame cannot serve it.
+    if (
+      (this.#slots !== undefined && this.#slots.length !== 0) || host.writeFramed === undefined ||
+      this.role === "client"
+    ) {
       this.#emit(opcode, frame.subarray(payloadOffset(frame)), rsv1, true);
     } else {
       host.writeFramed(frame);

@@ -1,20 +1,17 @@
 /**
  * The error `serve` throws when the runtime cannot listen: it names the address and says what
- * was wrong, with the runtime's own error as its `cause`. Both runtimes put Node-style codes
- * (`EADDRINUSE`, …) on socket errors; each adapter words what only it can recognise.
+ * was wrong, with the runtime's own error as its `cause`. The codes' wording is shared with
+ * connect (_socket_error.ts); each adapter words what only it can recognise.
  *
  * @module
  */
 import type { ListenOptions } from "../core/transport.ts";
+import { REASONS, socketError } from "./_socket_error.ts";
 
-/** What a socket error's code means, for the codes a listen meets. */
-const REASONS: Record<string, string> = {
-  EADDRINUSE: "the address is already in use",
-  EADDRNOTAVAIL: "the address is not one of this machine's",
+/** What a socket error's code means for a listen, where it differs from a connect. */
+const LISTEN_REASONS: Readonly<Record<string, string>> = {
+  ...REASONS,
   EACCES: "permission denied (ports below 1024 need privileges)",
-  EPERM: "permission denied",
-  ENOTFOUND: "the host name could not be resolved",
-  EAI_NONAME: "the host name could not be resolved",
 };
 
 /**
@@ -35,12 +32,5 @@ const REASONS: Record<string, string> = {
  * ```
  */
 export function listenError(options: ListenOptions, cause: unknown, reason?: string): Error {
-  const { hostname, port } = options;
-  const where = hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`;
-  const code = (cause as { code?: unknown } | null)?.code;
-  const why = reason ??
-    (typeof code === "string" && Object.hasOwn(REASONS, code)
-      ? REASONS[code]
-      : String((cause as Error | null)?.message ?? cause));
-  return new Error(`Cannot serve on ${where}: ${why}`, { cause });
+  return socketError("Cannot serve on", options, cause, reason, LISTEN_REASONS);
 }

@@ -1,5 +1,5 @@
 /**
- * The Bun adapter: `Bun.listen` sockets as {@linkcode Transport}s.
+ * The Bun adapter: `Bun.listen` and `Bun.connect` sockets as {@linkcode Transport}s.
  *
  * Bun hands `data` a fresh buffer every time and never reuses it, so chunks go to the server
  * as they are: no copy, and no read buffer at all while a connection is idle. `socket.write`
@@ -7,7 +7,8 @@
  *
  * @module
  */
-import type { Listen, Transport, TransportHandler } from "../core/transport.ts";
+import type { Connect, Listen, Transport, TransportHandler } from "../core/transport.ts";
+import { connectError, tlsError, type TlsFailure } from "./_connect_error.ts";
 import { listenError } from "./_listen_error.ts";
 import { UrgentQueue } from "../core/urgent_queue.ts";
 
@@ -31,23 +32,64 @@ interface BunListener {
   stop(closeActiveConnections?: boolean): void;
 }
 
+/** The events of a socket, as `Bun.listen` and `Bun.connect` take them. */
+interface BunSocketHandler {
+  binaryType: "uint8array";
+  open(socket: BunSocket): void;
+  data(socket: BunSocket, chunk: Uint8Array): void;
+  drain(socket: BunSocket): void;
+  end(socket: BunSocket): void;
+  close(socket: BunSocket, error?: Error): void;
+  error(socket: BunSocket, error: Error): void;
+  /** TLS: the handshake is over (with it, `open` comes at the TCP connect, before). */
+  handshake?(socket: BunSocket, success: boolean, authorizationError: Error | null): void;
+  /** The connect failed (the promise rejects too). */
+  connectError?(socket: BunSocket, error: Error): void;
+}
+
 interface BunApi {
   listen(options: {
     hostname: string;
     port: number;
     tls?: { cert: string; key: string };
     allowHalfOpen?: boolean;
-    socket: {
-      binaryType: "uint8array";
-      open(socket: BunSocket): void;
-      data(socket: BunSocket, chunk: Uint8Array): void;
-      drain(socket: BunSocket): void;
-      end(socket: BunSocket): void;
-      close(socket: BunSocket, error?: Error): void;
-      error(socket: BunSocket, error: Error): void;
-    };
+    socket: BunSocketHandler;
   }): BunListener;
+  connect(options: {
+    hostname: string;
+    port: number;
+    tls?: { ca?: string[]; serverName?: string; rejectUnauthorized: boolean };
+    allowHalfOpen?: boolean;
+    socket: BunSocketHandler;
+  }): Promise<BunSocket>;
 }
+
+/**
+ * What a socket does once its transport exists, accepted or connected: the events go to the
+ * transport in `socket.data`.
+ */
+const socketEvents = {
+  binaryType: "uint8array",
+  data(socket: BunSocket, chunk: Uint8Array) {
+    socket.data.received(chunk);
+  },
+  drain(socket: BunSocket) {
+    socket.data.drain();
+  },
+  // A TLS socket that fails its handshake (a client refuses the certificate and resets) ends
+  // or closes without having opened: it has no transport.
+  end(socket: BunSocket) {
+    socket.data?.ended();
+  },
+  close(socket: BunSocket, error?: Error) {
+    socket.data?.closed(error);
+  },
+  error(socket: BunSocket, error: Error) {
+    // Our handlers do not throw; if one does, the connection is dropped, not the server.
+    console.error("sluice: unexpected error in a socket handler", error);
+    socket.data?.destroy();
+  },
+} as const satisfies Omit<BunSocketHandler, "open">;
 
 /** Binds a Bun listener. */
 export const listen: Listen = (options, accept) => {
@@ -92,32 +134,124 @@ function bunListen(
     // We decide when to close after the peer's FIN: a Close frame may still have to go out.
     allowHalfOpen: true,
     socket: {
-      binaryType: "uint8array",
+      ...socketEvents,
       open(socket) {
         socket.setNoDelay(true);
         const transport = new BunTransport(socket);
         socket.data = transport;
         transport.handler = accept(transport);
       },
-      data(socket, chunk) {
-        socket.data.received(chunk);
-      },
-      drain(socket) {
-        socket.data.drain();
-      },
-      end(socket) {
-        socket.data.ended();
-      },
-      close(socket, error) {
-        socket.data.closed(error);
-      },
-      error(socket, error) {
-        // Our handlers do not throw; if one does, the connection is dropped, not the server.
-        console.error("sluice: unexpected error in a socket handler", error);
-        socket.data?.destroy();
-      },
     },
   });
+}
+
+/** Where a connected transport's events go until the connect resolves. */
+interface PendingHandler extends TransportHandler {
+  settled: boolean;
+}
+
+/**
+ * Opens a Bun connection. `Bun.connect` takes no signal: an abort rejects at once, and a socket
+ * that opens afterwards is closed as it opens. With TLS, the connect resolves at the end of
+ * the handshake (`handshake`), not at the TCP connect (`open`).
+ */
+export const connect: Connect = async (options, handler) => {
+  const bun = (globalThis as unknown as { Bun: BunApi }).Bun;
+  const { hostname, port, tls, signal } = options;
+  signal?.throwIfAborted();
+  const bunTls = tls === undefined ? undefined : {
+    // Bun's `ca` replaces the default trust store; the contract adds to it, as Deno's does.
+    ca: tls.ca === undefined ? undefined : [...await defaultCertificates(), ...tls.ca],
+    serverName: tls.serverName,
+    // Always verify: also makes the object truthy (Bun takes `tls: {}` for plain TCP).
+    rejectUnauthorized: true,
+  };
+  signal?.throwIfAborted();
+  const { promise, resolve, reject } = Promise.withResolvers<Transport>();
+  let transport: BunTransport | undefined;
+  // Until the connect settles: a close fails it (its error, if any, reached `handshake`).
+  const pending: PendingHandler = {
+    settled: false,
+    onData() {},
+    onDrain() {},
+    onBelow() {},
+    onEnd() {},
+    onClose(error) {
+      settle(tlsError(options, error, "closed"));
+    },
+  };
+  const abort = () => settle(signal!.reason);
+  /** Resolves, or rejects with `error` and closes the socket unless Bun is closing it. */
+  const settle = (error?: unknown, closing = false) => {
+    if (pending.settled) return;
+    pending.settled = true;
+    signal?.removeEventListener("abort", abort);
+    if (error === undefined) {
+      transport!.handler = handler;
+      resolve(transport!);
+    } else {
+      if (!closing) transport?.destroy();
+      reject(error);
+    }
+  };
+  signal?.addEventListener("abort", abort, { once: true });
+  try {
+    bun.connect({
+      hostname,
+      port,
+      tls: bunTls,
+      allowHalfOpen: true,
+      socket: {
+        ...socketEvents,
+        open(socket) {
+          socket.setNoDelay(true);
+          transport = new BunTransport(socket);
+          socket.data = transport;
+          transport.handler = pending;
+          if (pending.settled) transport.destroy(); // Aborted while connecting.
+          else if (tls === undefined) settle();
+        },
+        handshake(_socket, success, authorizationError) {
+          if (success) settle();
+          // Bun closes the socket itself after a failed handshake (with an alert, not a reset).
+          else settle(tlsError(options, authorizationError, tlsFailure(authorizationError)), true);
+        },
+        connectError(_socket, error) {
+          settle(connectError(options, error));
+        },
+        error(socket, error) {
+          if (pending.settled) socketEvents.error(socket, error);
+          else settle(tlsError(options, error, "handshake"), true); // The socket closes.
+        },
+      },
+    }).catch((error) => {
+      // Reported to `connectError` first, as a rule.
+      settle(connectError(options, error));
+    });
+  } catch (error) {
+    // Thrown at once: options Bun refuses (a port out of range, a CA that is not PEM).
+    settle(connectError(options, error));
+  }
+  return await promise;
+};
+
+/** The trust store Bun verifies against when not given `ca` (its own and the extra ones). */
+async function defaultCertificates(): Promise<string[]> {
+  const tls = await import("node:tls");
+  return tls.getCACertificates?.("default") ?? [...tls.rootCertificates];
+}
+
+/**
+ * Sorts a failed handshake: Bun reports a refused certificate with OpenSSL's verification code
+ * (`UNABLE_TO_VERIFY_LEAF_SIGNATURE`, `CERT_HAS_EXPIRED`, …) or `ERR_TLS_CERT_ALTNAME_INVALID`,
+ * a server that went away with `ECONNRESET`, anything else with `EPROTO` and OpenSSL's message.
+ */
+function tlsFailure(error: Error | null): TlsFailure {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code !== "string" || code === "ECONNRESET") return "closed";
+  return /CERT|SIGNATURE|ISSUER|ALTNAME|HOSTNAME|CHAIN|INVALID_CA|PURPOSE/.test(code)
+    ? "certificate"
+    : "handshake";
 }
 
 class BunTransport implements Transport {

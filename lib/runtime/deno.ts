@@ -1,5 +1,6 @@
 /**
- * The Deno adapter: `Deno.listen` / `Deno.listenTls` connections as {@linkcode Transport}s.
+ * The Deno adapter: `Deno.listen` / `Deno.listenTls` connections, and those opened by
+ * `Deno.connect` (then `Deno.startTls`), as {@linkcode Transport}s.
  *
  * Reads go into a per-connection buffer that is never written twice: each read takes the free
  * tail of it, so views handed to the server stay valid, and a fresh buffer is allocated once
@@ -8,7 +9,15 @@
  *
  * @module
  */
-import type { Listen, Listener, Transport, TransportHandler } from "../core/transport.ts";
+import type {
+  Connect,
+  ConnectOptions,
+  Listen,
+  Listener,
+  Transport,
+  TransportHandler,
+} from "../core/transport.ts";
+import { connectError, tlsError } from "./_connect_error.ts";
 import { listenError } from "./_listen_error.ts";
 import { UrgentQueue } from "../core/urgent_queue.ts";
 
@@ -155,17 +164,101 @@ export const listen: Listen = (options, accept) => {
 
 /** What was wrong, for the errors of `Deno.listen` that carry no socket error code. */
 function denoReason(error: unknown, tls: boolean): string | undefined {
-  if (error instanceof Deno.errors.NotCapable) {
-    return "network access is not allowed (run Deno with --allow-net)";
-  }
   // Deno's TLS errors: "No certificates found in certificate data", "keys may not be consistent: …",
   // "invalid peer certificate: …".
   const message = error instanceof Error ? error.message : String(error);
   if (tls && (error instanceof Deno.errors.InvalidData || /certificate|key/i.test(message))) {
     return `the TLS certificate or key was refused (${message})`;
   }
+  return denoNetReason(error);
+}
+
+/** What was wrong, for the errors of `Deno.listen` and `Deno.connect` without a socket code. */
+function denoNetReason(error: unknown): string | undefined {
+  if (error instanceof Deno.errors.NotCapable) {
+    return "network access is not allowed (run Deno with --allow-net)";
+  }
+  const message = error instanceof Error ? error.message : String(error);
   if (/failed to lookup address/i.test(message)) return "the host name could not be resolved";
   return undefined;
+}
+
+/**
+ * Opens a Deno connection. TLS is `Deno.connect` then `Deno.startTls` rather than
+ * `Deno.connectTls`: the latter verifies the name it connects to and takes no signal, the
+ * former pair lets `serverName` differ from the address and aborts the TCP connect itself.
+ * An abort during the TLS handshake closes the connection, but Deno finishes (or fails) a
+ * handshake before it lets the socket go: a server that never answers keeps it until it gives
+ * up.
+ */
+export const connect: Connect = async (options, handler) => {
+  const { hostname, port, tls, signal } = options;
+  signal?.throwIfAborted();
+  let conn: Deno.TcpConn | Deno.TlsConn;
+  try {
+    conn = await Deno.connect({ hostname, port, signal });
+  } catch (error) {
+    if (signal?.aborted) throw signal.reason;
+    throw connectError(options, error, denoNetReason(error));
+  }
+  try {
+    // On the TCP socket: a TLS connection has no setNoDelay of its own, and the option stays.
+    conn.setNoDelay(true);
+  } catch {
+    // Already closed: the first read says so.
+  }
+  if (tls !== undefined) conn = await startTls(conn, options);
+  if (signal?.aborted) {
+    closeQuietly(conn);
+    throw signal.reason;
+  }
+  const transport = new DenoTransport(conn);
+  transport.start(handler);
+  return transport;
+};
+
+/** Runs the TLS handshake on `tcp` (which it consumes); `options.signal` closes it. */
+async function startTls(tcp: Deno.TcpConn, options: ConnectOptions): Promise<Deno.TlsConn> {
+  const { hostname, tls, signal } = options;
+  // Closing the connection cancels the handshake; `startTls` itself resolves before it starts,
+  // and takes `tcp` away at once (closing `tcp` then fails), so the check follows it.
+  let conn: Deno.TlsConn | undefined;
+  const abort = () => {
+    if (conn !== undefined) closeQuietly(conn);
+  };
+  signal?.addEventListener("abort", abort, { once: true });
+  try {
+    conn = await Deno.startTls(tcp, { hostname: tls?.serverName ?? hostname, caCerts: tls?.ca });
+    signal?.throwIfAborted();
+    await conn.handshake();
+    return conn;
+  } catch (error) {
+    closeQuietly(conn ?? tcp);
+    if (signal?.aborted) throw signal.reason;
+    // rustls' messages: "invalid peer certificate: UnknownIssuer", "… certificate not valid for
+    // name …"; "unexpected end of file" when the server closes; "received fatal alert: …".
+    const message = error instanceof Error ? error.message : String(error);
+    throw tlsError(
+      options,
+      error,
+      /peer certificate/i.test(message)
+        ? "certificate"
+        : error instanceof Deno.errors.UnexpectedEof || isQuiet(error)
+        ? "closed"
+        : "handshake",
+    );
+  } finally {
+    signal?.removeEventListener("abort", abort);
+  }
+}
+
+/** Closes `conn` if it is still open. */
+function closeQuietly(conn: Deno.Conn): void {
+  try {
+    conn.close();
+  } catch {
+    // Already closed (by an abort, a failed handshake, or the peer).
+  }
 }
 
 class DenoTransport implements Transport {

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { describe } from "./_describe.ts";
+import { describe } from "../core/_describe.ts";
 
 /** The keys an accept object may have. */
 const ACCEPT_KEYS: ReadonlySet<string> = new Set(["data", "protocol", "headers"]);

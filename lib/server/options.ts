@@ -4,7 +4,7 @@
  * @module
  */
 import type { OriginRule } from "./origin.ts";
-import type { RateLimitOptions } from "./rate_limit.ts";
+import type { RateLimitOptions } from "../core/rate_limit.ts";
 import type { ServerWebSocket } from "./websocket.ts";
 import type { UpgradeRequest } from "./upgrade_request.ts";
 

@@ -1,14 +1,16 @@
 /**
  * The runtime-neutral server: binds through a runtime adapter's {@linkcode Listen}, drives one
- * {@linkcode Connection} per TCP connection, and shuts down gracefully.
+ * handshake phase per new TCP connection (then an open connection or an HTTP responder), and
+ * shuts down gracefully.
  *
  * @module
  */
 import { isValidCloseCode, MAX_CLOSE_REASON_BYTES } from "../protocol/close.ts";
 import { CloseCode } from "../protocol/errors.ts";
 import { DEFAULT_MAX_PAYLOAD_LENGTH, OPEN } from "../protocol/protocol.ts";
-import { describe } from "./_describe.ts";
-import { Connection } from "./connection.ts";
+import { describe } from "../core/_describe.ts";
+import { HandshakePhase } from "./handshake_phase.ts";
+import { ServerConnection } from "./server_connection.ts";
 import { webEngine } from "../protocol/extensions/web_engine.ts";
 import { zlibEngine } from "../protocol/extensions/zlib_engine.ts";
 import type {
@@ -18,10 +20,10 @@ import type {
   ServeBaseOptions,
   ServeOptions,
 } from "./options.ts";
-import type { DeflateSetup, ResolvedOptions, ServerCore } from "./server_core.ts";
+import type { DeflateSetup, ResolvedOptions, ServerCore, Tracked } from "./server_core.ts";
 import { proxyTrust } from "./forwarded.ts";
 import { originMatcher } from "./origin.ts";
-import { checkRateLimit } from "./rate_limit.ts";
+import { checkRateLimit } from "../core/rate_limit.ts";
 import {
   addTraffic,
   prometheusText,
@@ -243,9 +245,9 @@ export class Server<T = undefined> {
     this.#listener.close();
     const connections = this.#core.connections;
     for (const connection of connections) {
-      const ws = connection.webSocket;
-      if (ws === undefined) connection.terminate(); // Mid-handshake: nothing to close gracefully.
-      else if (ws.readyState === OPEN) ws.close(code, reason);
+      // Mid-handshake, or an HTTP response: nothing to close gracefully.
+      if (!(connection instanceof ServerConnection)) connection.terminate();
+      else if (connection.webSocket.readyState === OPEN) connection.webSocket.close(code, reason);
     }
     if (connections.size === 0) {
       this.#core.stop();
@@ -270,10 +272,10 @@ export class Server<T = undefined> {
 /** The server's bookkeeping, as its connections see it. */
 class Core<T> implements ServerCore<T> {
   readonly options: ResolvedOptions<T>;
-  readonly connections = new Set<Connection<T>>();
+  readonly connections = new Set<Tracked<T>>();
   /** The open WebSockets, for `server.clients`. */
   readonly clients = new Set<ServerWebSocket<T>>();
-  readonly topics = new LocalTopics<Connection<T>>();
+  readonly topics = new LocalTopics<ServerConnection<T>>();
   readonly counters = new ServerCounters();
   open = 0;
   now = Date.now();
@@ -309,9 +311,9 @@ class Core<T> implements ServerCore<T> {
     this.#sweep = undefined;
   }
 
-  accept(transport: Transport): Connection<T> {
+  accept(transport: Transport): HandshakePhase<T> {
     this.now = Date.now();
-    const connection = new Connection<T>(
+    const connection = new HandshakePhase<T>(
       this,
       transport,
       this.connections.size >= this.options.maxConnections,
@@ -325,8 +327,13 @@ class Core<T> implements ServerCore<T> {
     return new Promise((resolve) => this.#empty = resolve);
   }
 
-  opened(connection: Connection<T>): void {
-    this.clients.add(connection.webSocket!);
+  handOver(from: Tracked<T>, to: Tracked<T>): void {
+    this.connections.delete(from);
+    this.connections.add(to);
+  }
+
+  opened(connection: ServerConnection<T>): void {
+    this.clients.add(connection.webSocket);
     this.open++;
     this.counters.accepted++;
   }
@@ -342,7 +349,7 @@ class Core<T> implements ServerCore<T> {
     let handshaking = 0;
     let readPaused = 0;
     for (const connection of this.connections) {
-      if (connection.webSocket === undefined) {
+      if (!(connection instanceof ServerConnection)) {
         if (connection.handshaking) handshaking++;
         continue;
       }
@@ -373,13 +380,16 @@ class Core<T> implements ServerCore<T> {
     };
   }
 
-  closed(connection: Connection<T>): void {
-    if (connection.webSocket !== undefined) this.clients.delete(connection.webSocket);
+  closed(connection: ServerConnection<T>): void {
+    connection.leaveTopics();
+    this.clients.delete(connection.webSocket);
     this.open--;
   }
 
-  untrack(connection: Connection<T>): void {
-    if (connection.webSocket !== undefined) addTraffic(this.counters.closed, connection.traffic());
+  untrack(connection: Tracked<T>): void {
+    if (connection instanceof ServerConnection) {
+      addTraffic(this.counters.closed, connection.traffic());
+    }
     this.connections.delete(connection);
     if (this.connections.size === 0) this.#empty?.();
   }

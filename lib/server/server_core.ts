@@ -1,6 +1,6 @@
 /**
- * What a {@linkcode Connection} needs from its server: the resolved options and the
- * bookkeeping hooks. Kept apart from server.ts so connection.ts and server.ts do not import
+ * What a server's connections need from their server: the resolved options and the bookkeeping
+ * hooks. Kept apart from server.ts so that the connections' modules and server.ts do not import
  * each other.
  *
  * @module
@@ -8,9 +8,12 @@
 import type { DeflateEngine, DeflateTuning } from "../protocol/extensions/deflate_engine.ts";
 import type { DeflateNegotiationOptions } from "../protocol/extensions/deflate_negotiation.ts";
 import type { RequestHeadLimits } from "../protocol/handshake.ts";
-import type { Connection } from "./connection.ts";
+import type { ConnectionHome } from "../core/open_connection.ts";
+import type { HandshakePhase } from "./handshake_phase.ts";
+import type { HttpResponder } from "./http_responder.ts";
+import type { ServerConnection } from "./server_connection.ts";
 import type { ServeBaseOptions, UpgradeHook } from "./options.ts";
-import type { RateLimitOptions } from "./rate_limit.ts";
+import type { RateLimitOptions } from "../core/rate_limit.ts";
 import type { ServerCounters, ServerStats } from "./stats.ts";
 import type { TopicRegistry } from "./topics.ts";
 
@@ -90,8 +93,11 @@ export interface DeflateSetup {
   tuning: DeflateTuning;
 }
 
+/** A TCP connection the server tracks, in whichever phase it is. */
+export type Tracked<T> = HandshakePhase<T> | HttpResponder<T> | ServerConnection<T>;
+
 /** The server as its connections see it. */
-export interface ServerCore<T> {
+export interface ServerCore<T> extends ConnectionHome {
   /** The options, defaults applied. */
   readonly options: ResolvedOptions<T>;
   /**
@@ -104,13 +110,15 @@ export interface ServerCore<T> {
   /** Counters the connections bump. */
   readonly counters: ServerCounters;
   /** The server's topics. */
-  readonly topics: TopicRegistry<Connection<T>>;
-  /** A handshake completed. */
-  opened(connection: Connection<T>): void;
+  readonly topics: TopicRegistry<ServerConnection<T>>;
+  /** A connection changed hands (its handshake is over). */
+  handOver(from: Tracked<T>, to: Tracked<T>): void;
+  /** A handshake completed: the connection's `open` is about to run. */
+  opened(connection: ServerConnection<T>): void;
   /** A handshake was refused with `status`. */
   refused(status: number): void;
   /** An open connection closed (its close handler is about to run). */
-  closed(connection: Connection<T>): void;
+  closed(connection: ServerConnection<T>): void;
   /** The TCP connection is gone. */
-  untrack(connection: Connection<T>): void;
+  untrack(connection: Tracked<T>): void;
 }

@@ -1,0 +1,82 @@
+/**
+ * An open connection on the server: the role-neutral {@linkcode OpenConnection} with what only
+ * a server has, its topics.
+ *
+ * @module
+ */
+import { OpenConnection } from "../core/open_connection.ts";
+import type { Transport } from "../core/transport.ts";
+import type { PreparedMessage } from "../protocol/prepared_message.ts";
+import type { ServerCore } from "./server_core.ts";
+import type { Subscriber } from "./topics.ts";
+import type { ServerWebSocket, ServerWebSocketDriver } from "./websocket.ts";
+import type { PerMessageDeflate } from "../protocol/extensions/permessage_deflate.ts";
+
+/** One open WebSocket connection on the server. */
+export class ServerConnection<T> extends OpenConnection<ServerWebSocket<T>>
+  implements ServerWebSocketDriver, Subscriber {
+  #server: ServerCore<T>;
+  /** The topics this connection is subscribed to (made at the first subscribe). */
+  #topics: Set<string> | undefined;
+  #left = false;
+
+  /**
+   * Takes over a transport whose upgrade was accepted.
+   *
+   * @param server The server.
+   * @param transport The socket.
+   * @param deflate permessage-deflate, if it was agreed.
+   */
+  constructor(server: ServerCore<T>, transport: Transport, deflate: PerMessageDeflate | undefined) {
+    super(server, transport, server.options, { role: "server", deflate });
+    this.#server = server;
+  }
+
+  /** @internal */
+  subscribe(topic: string): void {
+    // Once the close is reported the connection has left its topics for good.
+    if (this.#left) return;
+    const topics = this.#topics ??= new Set();
+    if (topics.has(topic)) return;
+    topics.add(topic);
+    this.#server.topics.subscribe(topic, this);
+  }
+
+  /** @internal */
+  unsubscribe(topic: string): void {
+    if (this.#topics?.delete(topic)) this.#server.topics.unsubscribe(topic, this);
+  }
+
+  /** @internal */
+  isSubscribed(topic: string): boolean {
+    return this.#topics?.has(topic) ?? false;
+  }
+
+  /** @internal */
+  get topics(): string[] {
+    return this.#topics === undefined ? [] : [...this.#topics];
+  }
+
+  /** @internal */
+  publish(
+    topic: string,
+    message: PreparedMessage,
+    compress?: boolean,
+    includeSelf = false,
+  ): number {
+    return this.#server.topics.publish(topic, message, {
+      compress,
+      except: includeSelf ? undefined : this,
+    });
+  }
+
+  /** Leaves every topic, for good (the close is being reported): O(1) per topic. */
+  leaveTopics(): void {
+    this.#left = true;
+    const topics = this.#topics;
+    if (topics === undefined) return;
+    this.#topics = undefined;
+    const registry = this.#server.topics;
+    for (const topic of topics) registry.unsubscribe(topic, this);
+  }
+}
