@@ -15,30 +15,18 @@
  * @module
  */
 import process from "node:process";
+import { type ClientWebSocket, connect } from "../mod.ts";
 
 /** Echoes or records what one connection receives; `send` answers on that connection. */
 type OnMessage = (data: string | Uint8Array, send: (data: string | Uint8Array) => void) => void;
 
-/** Opens `url`, hands every message to `onMessage` and resolves once the connection is closed. */
+/** Opens `url`, hands every message to `onMessage`; resolves, once closed, with how it ended. */
 type Dial = (url: string, onMessage: OnMessage) => Promise<string>;
 
 /** Autobahn 9.* sends messages of 16 MiB; leave room above them. */
 const MAX_PAYLOAD = 64 * 1024 * 1024;
 /** A case the suite never closes is terminated after this long, so the run can go on. */
 const CASE_TIMEOUT_MS = 120_000;
-
-/** The shape of sluice's `connect` this agent uses (see mod.ts). */
-interface SluiceSocket {
-  send(data: string | Uint8Array): unknown;
-  terminate(): void;
-  readonly closed: Promise<{ code: number; reason: string }>;
-}
-type SluiceConnect = (url: string, options: {
-  perMessageDeflate: boolean;
-  maxPayloadLength: number;
-  handshakeTimeout: number;
-  message(ws: SluiceSocket, data: string | Uint8Array, isBinary: boolean): void;
-}) => Promise<SluiceSocket>;
 
 function usage(message: string): never {
   console.error(
@@ -60,22 +48,22 @@ for (let i = 0; i < flags.length; i++) {
 }
 if (client !== "sluice" && client !== "builtin") usage(`--client must be sluice or builtin`);
 
-/** Resolves with `what` after `ms`, calling `onTimeout` first; `cancel` stops the clock. */
+/** Calls `onTimeout` after `ms` unless cancelled first. */
 function watchdog(ms: number, onTimeout: () => void): { cancel(): void } {
   const timer = setTimeout(onTimeout, ms);
   return { cancel: () => clearTimeout(timer) };
 }
 
 /** sluice's client: `connect` from mod.ts, its handlers in the options. */
-async function sluiceDial(): Promise<Dial> {
-  const { connect } = (await import("../mod.ts")) as unknown as { connect: SluiceConnect };
+function sluiceDial(): Dial {
   return async (url, onMessage) => {
-    let ws: SluiceSocket;
+    let ws: ClientWebSocket;
     try {
       ws = await connect(url, {
         perMessageDeflate: deflate,
         maxPayloadLength: MAX_PAYLOAD,
-        handshakeTimeout: 10_000,
+        // Echoes of 16 MiB may queue behind one another: none may be dropped.
+        maxBackpressure: MAX_PAYLOAD,
         message(ws, data) {
           onMessage(data, (reply) => ws.send(reply));
         },
@@ -126,7 +114,7 @@ function describe(error: unknown): string {
   return `${error.name}${code === undefined ? "" : ` ${code}`}: ${error.message}`;
 }
 
-const dial = client === "sluice" ? await sluiceDial() : builtinDial();
+const dial = client === "sluice" ? sluiceDial() : builtinDial();
 
 let count = "";
 const counted = await dial(`${base}/getCaseCount`, (data) => {
