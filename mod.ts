@@ -32,6 +32,12 @@ export {
 } from "./lib/protocol/errors.ts";
 export { ClientWebSocket } from "./lib/client/client_websocket.ts";
 export type { ClientDeflateOptions, ConnectOptions } from "./lib/client/connect.ts";
+export {
+  type BinaryType,
+  WebSocket,
+  type WebSocketData,
+  type WebSocketOptions,
+} from "./lib/client/whatwg.ts";
 export type { Handlers } from "./lib/core/open_connection.ts";
 export { isValidCloseCode } from "./lib/protocol/close.ts";
 export { Opcode } from "./lib/protocol/opcode.ts";
