@@ -38,6 +38,7 @@ export {
   type WebSocketData,
   type WebSocketOptions,
 } from "./lib/client/whatwg.ts";
+import { useDialer } from "./lib/client/whatwg.ts";
 export type { Handlers } from "./lib/core/open_connection.ts";
 export { isValidCloseCode } from "./lib/protocol/close.ts";
 export { Opcode } from "./lib/protocol/opcode.ts";
@@ -132,3 +133,6 @@ export function serve<T = undefined>(options: ServeOptions<T> = {} as ServeOptio
 export function connect(url: string | URL, options?: ConnectOptions): Promise<ClientWebSocket> {
   return connectWith(runtimeConnect(), url, options);
 }
+
+// The WHATWG facade dials through the runtime's adapter, as connect() does.
+useDialer(runtimeConnect);

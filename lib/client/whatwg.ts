@@ -8,9 +8,9 @@
  */
 import { describe } from "../core/_describe.ts";
 import { SendStatus } from "../core/websocket.ts";
-import { WebSocketError } from "../protocol/errors.ts";
+import { HandshakeError, WebSocketError } from "../protocol/errors.ts";
 import { tchar } from "../protocol/_http_token.ts";
-import { runtimeConnect } from "../runtime/runtime.ts";
+import type { Connect } from "../core/transport.ts";
 import type { ClientWebSocket } from "./client_websocket.ts";
 import { type ConnectOptions, connectWith } from "./connect.ts";
 
@@ -43,6 +43,19 @@ export type BinaryType = "blob" | "arraybuffer";
 
 /** What `send` takes (the standard's `BufferSource or Blob or USVString`). */
 export type WebSocketData = string | ArrayBuffer | ArrayBufferView | Blob;
+
+/** How the facade opens connections: the runtime's connect, set by mod.ts. */
+let dialer: (() => Connect) | undefined;
+
+/**
+ * Sets how {@linkcode WebSocket} opens connections (mod.ts gives the runtime adapter's, so that
+ * lib/client/ never imports lib/runtime/).
+ *
+ * @param dial Returns the runtime's connect.
+ */
+export function useDialer(dial: () => Connect): void {
+  dialer = dial;
+}
 
 const CONNECTING = 0;
 const OPEN = 1;
@@ -101,6 +114,8 @@ export class WebSocket extends EventTarget {
 
   #url: string;
   #origin: string;
+  /** The subprotocols offered. */
+  #offered: string[];
   #state: number = CONNECTING;
   #ws: ClientWebSocket | undefined;
   #abort = new AbortController();
@@ -166,7 +181,7 @@ export class WebSocket extends EventTarget {
         "SyntaxError",
       );
     }
-    const offered = subprotocols(protocols);
+    const offered = this.#offered = subprotocols(protocols);
     if (typeof options !== "object" || options === null) {
       throw new TypeError(
         `Cannot construct a WebSocket: the options must be an object, got ${describe(options)}`,
@@ -177,7 +192,10 @@ export class WebSocket extends EventTarget {
     const signal = options.signal === undefined
       ? this.#abort.signal
       : AbortSignal.any([options.signal, this.#abort.signal]);
-    connectWith(runtimeConnect(), this.#url, {
+    if (dialer === undefined) {
+      throw new TypeError("Cannot construct a WebSocket: import it from mod.ts (no dialer is set)");
+    }
+    connectWith(dialer(), this.#url, {
       maxBackpressure: Number.MAX_SAFE_INTEGER,
       ...options,
       signal,
@@ -383,6 +401,18 @@ export class WebSocket extends EventTarget {
 
   #opened(ws: ClientWebSocket): void {
     if (this.#state !== CONNECTING) {
+      ws.terminate();
+      return;
+    }
+    // The standard fails a connection whose server chose none of the subprotocols offered
+    // (RFC 6455 lets a client go on; a browser's does not, so code written for one expects it).
+    if (this.#offered.length !== 0 && ws.protocol === "") {
+      this.#failure = new HandshakeError(
+        "WS_ERR_HANDSHAKE_SUBPROTOCOL",
+        `Handshake failed: the server chose none of the subprotocols offered (${
+          this.#offered.join(", ")
+        })`,
+      );
       ws.terminate();
       return;
     }

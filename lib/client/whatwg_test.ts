@@ -11,7 +11,7 @@ import { Buffer } from "node:buffer";
 import type { ServeOptions, ServerWebSocket } from "../../mod.ts";
 import { within } from "../../tests/_client.ts";
 import { Queue, waitFor, withServer } from "../../tests/_harness.ts";
-import { WebSocket, type WebSocketOptions } from "./whatwg.ts";
+import { WebSocket, type WebSocketOptions } from "../../mod.ts";
 
 type Received = [data: string | Uint8Array, isBinary: boolean];
 
@@ -204,6 +204,23 @@ test("whatwg: a refused handshake: error, then close 1006", async () => {
     assert.equal((error.error as { status?: number }).status, 403);
     const close = await expectEvent<CloseEvent>(events, "close");
     assert.deepEqual([close.code, close.wasClean], [1006, false]);
+  });
+});
+
+test("whatwg: subprotocols offered and none chosen: error, close 1006, never open", async () => {
+  await withServer({ protocols: ["other"] }, async ({ port }) => {
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/`, ["chat", "superchat"]);
+    const events = record(ws);
+    const error = await expectEvent<ErrorEvent>(events, "error");
+    assert.equal((error.error as { code?: string }).code, "WS_ERR_HANDSHAKE_SUBPROTOCOL");
+    assert.equal(
+      error.message,
+      "Handshake failed: the server chose none of the subprotocols offered (chat, superchat)",
+    );
+    const close = await expectEvent<CloseEvent>(events, "close");
+    assert.deepEqual([close.code, close.wasClean], [1006, false]);
+    assert.equal(ws.readyState, WebSocket.CLOSED);
+    assert.equal(events.items.filter((event) => event.type === "open").length, 0);
   });
 });
 
