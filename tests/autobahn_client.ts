@@ -3,19 +3,19 @@
  * cases, runs each case in turn (echoing every message back unchanged, same type), then asks the
  * suite to write its report. Runs unchanged on both runtimes:
  *
- *     deno run -A tests/autobahn_client.ts [--deflate] [--client sluice|builtin] BASE_URL AGENT
- *     bun tests/autobahn_client.ts [--deflate] [--client sluice|builtin] BASE_URL AGENT
+ *     deno run -A tests/autobahn_client.ts [--deflate] [--client sluice|whatwg|builtin] BASE_URL AGENT
+ *     bun tests/autobahn_client.ts [--deflate] [--client sluice|whatwg|builtin] BASE_URL AGENT
  *
  * BASE_URL is the suite's `ws://host:port` and AGENT the name its report files the results
  * under; a runner passes them as the last two arguments. `--client sluice` (the default) tests
- * sluice's `connect`; `--client builtin` the runtime's own `WebSocket`, to check this agent and
- * to compare. `--deflate` offers permessage-deflate (RFC 7692). A case whose connection fails is
+ * sluice's `connect`; `--client whatwg` sluice's WHATWG `WebSocket` facade; `--client builtin`
+ * the runtime's own `WebSocket`, to check this agent and to compare. `--deflate` offers permessage-deflate (RFC 7692). A case whose connection fails is
  * logged and the run goes on: the suite judges it. Exits 0 once the report is written.
  *
  * @module
  */
 import process from "node:process";
-import { type ClientWebSocket, connect } from "../mod.ts";
+import { type ClientWebSocket, connect, WebSocket as SluiceWebSocket } from "../mod.ts";
 
 /** Echoes or records what one connection receives; `send` answers on that connection. */
 type OnMessage = (data: string | Uint8Array, send: (data: string | Uint8Array) => void) => void;
@@ -30,7 +30,7 @@ const CASE_TIMEOUT_MS = 120_000;
 
 function usage(message: string): never {
   console.error(
-    `${message}\nusage: autobahn_client.ts [--deflate] [--client sluice|builtin] BASE_URL AGENT`,
+    `${message}\nusage: autobahn_client.ts [--deflate] [--client sluice|whatwg|builtin] BASE_URL AGENT`,
   );
   process.exit(2);
 }
@@ -46,7 +46,9 @@ for (let i = 0; i < flags.length; i++) {
   else if (flags[i] === "--client" && i + 1 < flags.length) client = flags[++i];
   else usage(`unknown argument: ${flags[i]}`);
 }
-if (client !== "sluice" && client !== "builtin") usage(`--client must be sluice or builtin`);
+if (client !== "sluice" && client !== "whatwg" && client !== "builtin") {
+  usage(`--client must be sluice, whatwg or builtin`);
+}
 
 /** Calls `onTimeout` after `ms` unless cancelled first. */
 function watchdog(ms: number, onTimeout: () => void): { cancel(): void } {
@@ -78,19 +80,30 @@ function sluiceDial(): Dial {
   };
 }
 
-/** The runtime's own WebSocket; Bun's takes an options object with `perMessageDeflate`. */
-function builtinDial(): Dial {
-  const isBun = process.versions.bun !== undefined;
-  if (deflate && !isBun) {
-    usage("--deflate: this runtime's WebSocket cannot offer permessage-deflate");
+/** A WebSocket with the browser's API: the runtime's own (Bun's takes `perMessageDeflate` in an
+ * options object; Deno's cannot offer it) or sluice's facade. */
+function eventDial(): Dial {
+  let open: (url: string) => WebSocket;
+  if (client === "whatwg") {
+    open = (url) =>
+      new SluiceWebSocket(url, [], {
+        perMessageDeflate: deflate,
+        maxPayloadLength: MAX_PAYLOAD,
+      }) as unknown as WebSocket;
+  } else {
+    const isBun = process.versions.bun !== undefined;
+    if (deflate && !isBun) {
+      usage("--deflate: this runtime's WebSocket cannot offer permessage-deflate");
+    }
+    const Builtin = globalThis.WebSocket as unknown as new (
+      url: string,
+      options?: { perMessageDeflate: boolean },
+    ) => WebSocket;
+    open = (url) => isBun ? new Builtin(url, { perMessageDeflate: deflate }) : new Builtin(url);
   }
-  const Builtin = globalThis.WebSocket as unknown as new (
-    url: string,
-    options?: { perMessageDeflate: boolean },
-  ) => WebSocket;
   return (url, onMessage) =>
     new Promise((resolve) => {
-      const ws = isBun ? new Builtin(url, { perMessageDeflate: deflate }) : new Builtin(url);
+      const ws = open(url);
       ws.binaryType = "arraybuffer";
       const guard = watchdog(CASE_TIMEOUT_MS, () => ws.close());
       let failed = "";
@@ -114,7 +127,7 @@ function describe(error: unknown): string {
   return `${error.name}${code === undefined ? "" : ` ${code}`}: ${error.message}`;
 }
 
-const dial = client === "sluice" ? sluiceDial() : builtinDial();
+const dial = client === "sluice" ? sluiceDial() : eventDial();
 
 let count = "";
 const counted = await dial(`${base}/getCaseCount`, (data) => {
