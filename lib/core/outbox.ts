@@ -252,6 +252,19 @@ export class Outbox {
   #writeMasked(opcode: number, fin: boolean, rsv1: boolean, payload: Uint8Array): void {
     const length = payload.length;
     const header = headerSize(length, true);
+    if (length >= ZERO_COPY_THRESHOLD && this.#transport.writesLater === true) {
+      // A transport that writes later would copy a pooled buffer once more: a large frame is
+      // masked into memory of its own, handed over by reference.
+      const frame = new Uint8Array(header + length);
+      const key = this.#masks!.next();
+      maskInto(payload, key, frame, writeHeader(frame, 0, opcode, length, fin, rsv1, key));
+      this.#seal();
+      (this.#segments ??= []).push(frame);
+      (this.#partial ??= []).push(false);
+      this.#corked += header + length;
+      this.#markDirty();
+      return;
+    }
     if (length >= ALIGN_FROM) {
       // As in writeFrame, a large payload goes where Bun copies it fast (aligned as its source,
       // modulo 16): here every one does, not only one that opens a buffer, since masking
