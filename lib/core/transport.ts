@@ -6,7 +6,7 @@
  * @module
  */
 
-/** One accepted TCP (or TLS) connection, as the server sees it. */
+/** One TCP (or TLS) connection, accepted by a listener or opened by a connect. */
 export interface Transport {
   /** The peer's IP address. */
   readonly remoteAddress: string;
@@ -59,7 +59,7 @@ export interface Transport {
    * Asks for one {@linkcode TransportHandler.onBelow} call, the first time a write to the
    * socket leaves {@linkcode Transport.bufferedAmount} at or below `bytes` (a later call
    * replaces the request). Costs a comparison per write to the socket, and nothing more unless
-   * asked: the server asks only while it holds reading for outbound backpressure.
+   * asked: an open connection asks only while it holds reading for outbound backpressure.
    *
    * @param bytes The mark, above 0 (an empty queue is reported by `onDrain` anyway).
    */
@@ -74,7 +74,7 @@ export interface Transport {
   setHandler(handler: TransportHandler): void;
 }
 
-/** What a transport tells the server about its connection. */
+/** What a transport tells the code that drives its connection. */
 export interface TransportHandler {
   /**
    * Bytes from the peer. The transport never writes to `chunk`'s memory again: the server may
