@@ -77,7 +77,7 @@ export interface Transport {
 /** What a transport tells the code that drives its connection. */
 export interface TransportHandler {
   /**
-   * Bytes from the peer. The transport never writes to `chunk`'s memory again: the server may
+   * Bytes from the peer. The transport never writes to `chunk`'s memory again: the receiver may
    * keep views of it and hand them to application code.
    */
   onData(chunk: Uint8Array): void;
