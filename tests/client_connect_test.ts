@@ -215,6 +215,11 @@ test("client options: bad values are TypeErrors and RangeErrors that name the op
       /level must be an integer from 0 to 9, got 10/,
     ],
     [{ perMessageDeflate: { threshold: -1 } }, "RangeError", /threshold must be an integer from 0/],
+    [
+      { perMessageDeflate: { level: "1" } },
+      "TypeError",
+      /^Cannot connect: perMessageDeflate\.level must be an integer from 0 to 9, got "1"$/,
+    ],
     [{ protocols: ["a b"] }, "TypeError", /the subprotocol "a b" is not a token/],
     [{ protocols: ["chat", "chat"] }, "TypeError", /the subprotocol "chat" is offered twice/],
     [{ headers: { Host: "evil" } }, "TypeError", /the header "Host" is written by the handshake/],

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { checkInteger } from "../core/_checks.ts";
 import { describe } from "../core/_describe.ts";
 import {
   type ConnectionCounters,
@@ -640,15 +641,8 @@ function resolveDeflate(
   if (mode !== "shared" && mode !== "dedicated") {
     throw new RangeError(`Cannot connect: perMessageDeflate.mode must be "shared" or "dedicated"`);
   }
-  const range = (value: number, min: number, max: number, name: string) => {
-    if (!Number.isInteger(value) || value < min || value > max) {
-      throw new RangeError(
-        `Cannot connect: perMessageDeflate.${name} must be an integer from ${min} to ${max}, got ${
-          describe(value)
-        }`,
-      );
-    }
-  };
+  const range = (value: number, min: number, max: number, name: string) =>
+    checkInteger("connect", value, min, max, `perMessageDeflate.${name}`);
   range(threshold, 0, Number.MAX_SAFE_INTEGER, "threshold");
   range(level, 0, 9, "level");
   range(memLevel, 1, 9, "memLevel");

@@ -12,6 +12,7 @@ import { encodeFrame } from "../protocol/frame_writer.ts";
 import { MaskKeySource } from "../protocol/mask_keys.ts";
 import type { PreparedMessage } from "../protocol/prepared_message.ts";
 import { CLOSED, CLOSING, OPEN, Protocol, type ProtocolOptions } from "../protocol/protocol.ts";
+import { isThenable, reportError } from "./_checks.ts";
 import { Outbox, type OutboxOwner } from "./outbox.ts";
 import { RateLimiter, type RateLimitOptions } from "./rate_limit.ts";
 import type { Transport, TransportHandler } from "./transport.ts";
@@ -923,12 +924,7 @@ export class OpenConnection<W extends BaseWebSocket>
 
   /** Watches what a handler returned: a rejected promise fails the connection; a value is fine. */
   #watch(result: unknown): void {
-    if (
-      result !== null && (typeof result === "object" || typeof result === "function") &&
-      typeof (result as PromiseLike<unknown>).then === "function"
-    ) {
-      (result as PromiseLike<unknown>).then(undefined, (error) => this.#handlerFailed(error));
-    }
+    if (isThenable(result)) result.then(undefined, (error) => this.#handlerFailed(error));
   }
 
   #handlerFailed(error: unknown): void {
@@ -939,16 +935,7 @@ export class OpenConnection<W extends BaseWebSocket>
   }
 
   #reportError(error: unknown, always = false): void {
-    const handler = this.#settings.error;
-    if (handler !== undefined) {
-      try {
-        handler(error, this.#ws);
-      } catch (inner) {
-        console.error("sluice: the error handler threw", inner);
-      }
-    } else if (always || !(error instanceof WebSocketError)) {
-      console.error("sluice:", error);
-    }
+    reportError(this.#settings.error, error, this.#ws, always);
   }
 
   #reportClose(code: number, reason: string): void {

@@ -6,6 +6,9 @@
  * @module
  */
 import { describe } from "../core/_describe.ts";
+import { isThenable } from "../core/_checks.ts";
+
+export { isThenable };
 
 /** The keys an accept object may have. */
 const ACCEPT_KEYS: ReadonlySet<string> = new Set(["data", "protocol", "headers"]);
@@ -15,23 +18,6 @@ export type UpgradeDecision =
   | { data?: unknown; protocol?: string; headers?: unknown }
   | Response
   | undefined;
-
-/**
- * Whether a value is a promise or another thenable, to be awaited.
- *
- * @param value Anything a hook returned.
- * @returns `true` if it has a `then` method.
- *
- * @example
- * ```ts
- * import { isThenable } from "./_hook_result.ts";
- * console.log(isThenable(Promise.resolve()), isThenable(null)); // true false
- * ```
- */
-export function isThenable(value: unknown): value is PromiseLike<unknown> {
-  return (typeof value === "object" || typeof value === "function") && value !== null &&
-    typeof (value as PromiseLike<unknown>).then === "function";
-}
 
 /**
  * Checks what the upgrade hook returned (or its promise resolved to).

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { reportError } from "../core/_checks.ts";
 import type { Transport, TransportHandler } from "../core/transport.ts";
 import {
   type DeflateAgreement,
@@ -23,7 +24,7 @@ import {
 } from "../protocol/handshake.ts";
 import { checkUpgradeResult, isThenable, type UpgradeDecision } from "./_hook_result.ts";
 import { clientAddress } from "./forwarded.ts";
-import { HttpResponder, reportError } from "./http_responder.ts";
+import { HttpResponder } from "./http_responder.ts";
 import { ServerConnection } from "./server_connection.ts";
 import type { ResolvedOptions, ServerCore } from "./server_core.ts";
 import { UpgradeRequest } from "./upgrade_request.ts";
@@ -336,7 +337,7 @@ export class HandshakePhase<T> implements TransportHandler {
   }
 
   #hookFailed(error: unknown): void {
-    reportError(this.#options, error);
+    reportError(this.#options.error, error);
     this.#refuse({ status: 500, message: "Internal Server Error", headers: [] });
   }
 }

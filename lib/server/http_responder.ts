@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { reportError } from "../core/_checks.ts";
 import type { Transport, TransportHandler } from "../core/transport.ts";
 import { concatBytes } from "../protocol/extensions/deflate_engine.ts";
 import {
@@ -14,7 +15,6 @@ import {
   refusalResponse,
   type RequestHead,
 } from "../protocol/handshake.ts";
-import { WebSocketError } from "../protocol/errors.ts";
 import { checkFetchResult } from "./_hook_result.ts";
 import { readResponse, responseHeaders } from "./response_headers.ts";
 import type { ResolvedOptions, ServerCore } from "./server_core.ts";
@@ -24,27 +24,6 @@ const encoder = new TextEncoder();
 
 function utf8Length(text: string): number {
   return encoder.encode(text).length;
-}
-
-/**
- * Reports an error the application should hear of: to the `error` option (with no WebSocket),
- * else on the console — always for `always`, and for anything but a protocol error otherwise.
- *
- * @param options The server's options.
- * @param error What went wrong.
- * @param always Print it even if it is a `WebSocketError`.
- */
-export function reportError<T>(options: ResolvedOptions<T>, error: unknown, always = false): void {
-  const handler = options.error;
-  if (handler !== undefined) {
-    try {
-      handler(error, undefined);
-    } catch (inner) {
-      console.error("sluice: the error handler threw", inner);
-    }
-  } else if (always || !(error instanceof WebSocketError)) {
-    console.error("sluice:", error);
-  }
 }
 
 /** A connection that gets one HTTP response and closes. */
@@ -245,7 +224,7 @@ export class HttpResponder<T> implements TransportHandler {
       }
     } catch (error) {
       if (this.#gone) return;
-      reportError(options, error, true);
+      reportError(options.error, error, undefined, true);
       this.refuse({ status: 500, message: "Internal Server Error", headers: [] });
       return;
     }
@@ -311,7 +290,7 @@ export class HttpResponder<T> implements TransportHandler {
   }
 
   #failed(error: unknown): void {
-    reportError(this.#options, error);
+    reportError(this.#options.error, error);
     this.refuse({ status: 500, message: "Internal Server Error", headers: [] });
   }
 

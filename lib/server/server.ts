@@ -9,6 +9,7 @@ import { HANDLER_NAMES } from "../core/open_connection.ts";
 import { isValidCloseCode, MAX_CLOSE_REASON_BYTES } from "../protocol/close.ts";
 import { CloseCode } from "../protocol/errors.ts";
 import { DEFAULT_MAX_PAYLOAD_LENGTH, OPEN } from "../protocol/protocol.ts";
+import { checkInteger } from "../core/_checks.ts";
 import { describe } from "../core/_describe.ts";
 import { HandshakePhase } from "./handshake_phase.ts";
 import { ServerConnection } from "./server_connection.ts";
@@ -698,12 +699,7 @@ function resolveDeflate(
 }
 
 function integer(value: number, min: number, max: number, name: string): void {
-  if (!Number.isInteger(value) || value < min || value > max) {
-    const message = `Cannot serve: ${name} must be an integer from ${min} to ${max}, got ${
-      describe(value)
-    }`;
-    throw typeof value === "number" ? new RangeError(message) : new TypeError(message);
-  }
+  checkInteger("serve", value, min, max, name);
 }
 
 function positive(value: number | undefined, fallback: number, name: string): number {
