@@ -13,8 +13,6 @@ import {
 } from "../core/websocket.ts";
 import { PreparedMessage } from "../protocol/prepared_message.ts";
 
-export { SendStatus } from "../core/websocket.ts";
-
 /** What a {@linkcode ServerWebSocket} needs from its connection beyond the shared driver. */
 export interface ServerWebSocketDriver extends WebSocketDriver {
   /** Joins a topic. */
