@@ -72,7 +72,9 @@ export interface SessionHandlers<T> {
   error?(error: unknown, session: Session<T> | undefined): void;
 }
 
-type Base<T> = Omit<
+/** The options of `serve` that the session server takes as they are: all but its handlers and
+ * `protocols` (the session layer owns those). */
+export type SessionBaseOptions<T> = Omit<
   ServeBaseOptions<T>,
   "open" | "message" | "fragment" | "drain" | "ping" | "pong" | "close" | "error" | "protocols"
 >;
@@ -99,7 +101,7 @@ type Base<T> = Omit<
  * ```
  */
 export type SessionServeOptions<T = undefined> =
-  & Base<T>
+  & SessionBaseOptions<T>
   & SessionHandlers<T>
   & {
     /** The upgrade hook, as `serve`'s; the subprotocol is always `sluice.v1`. */
@@ -129,35 +131,43 @@ export type SessionServeOptions<T = undefined> =
 
 /** The session layer's figures in {@linkcode SessionServer.stats}. */
 export interface SessionStats {
-  /** Sessions held: with a connection, and without one (within the resume window). */
+  /** Sessions held, with a connection or without one (within the resume window). */
   sessions: number;
+  /** Sessions a connection carries. */
   attached: number;
+  /** Sessions without a connection, within their resume window. */
   detached: number;
-  /** Sessions started, and resumes asked for and granted. */
+  /** Sessions started. */
   created: number;
+  /** Resumes asked for (a hello with a token). */
   resumes: number;
+  /** Resumes granted. */
   resumed: number;
   /** Resumes refused, by reason (`expired`, `restarted`, `invalid`, `not-yours`). */
   refused: Record<string, number>;
-  /** Topic positions recovered, and reset (the client was told what it missed). */
+  /** Topic positions recovered. */
   topicsRecovered: number;
+  /** Topic positions reset (the client was told what it missed). */
   topicsReset: number;
-  /** Messages replayed: session messages and replies, and topic publications. */
+  /** Session messages and replies replayed. */
   replayedMessages: number;
+  /** Topic publications replayed. */
   replayedPublications: number;
-  /** Unacknowledged session messages dropped by the replay caps, and of those, reported lost
-   * to a resuming client. */
+  /** Unacknowledged session messages dropped by the replay caps. */
   trimmed: number;
+  /** Of those, reported lost to a resuming client. */
   lost: number;
   /** Client messages sent again and not processed again. */
   duplicates: number;
-  /** Sessions ended by the resume window, and by `maxDetachedSessions`. */
+  /** Sessions ended by the resume window. */
   expired: number;
+  /** Sessions ended by `maxDetachedSessions`. */
   evicted: number;
   /** Connections closed with 1013 because a session frame could not be queued. */
   closedByBackpressure: number;
-  /** Unacknowledged messages and their bytes in the replay buffers. */
+  /** Unacknowledged messages held in the replay buffers. */
   replayMessages: number;
+  /** Their bytes. */
   replayBytes: number;
   /** Topic history: topics, messages and bytes held, and messages dropped by its caps. */
   history: { topics: number; messages: number; bytes: number; trimmed: number };
