@@ -39,7 +39,23 @@ export {
   type WebSocketData,
   type WebSocketOptions,
 } from "./lib/client/whatwg.ts";
-import { useDialer } from "./lib/client/whatwg.ts";
+import { useDialer, WebSocket as FacadeWebSocket } from "./lib/client/whatwg.ts";
+import { SessionClient, type SessionClientOptions } from "./lib/client/session.ts";
+export {
+  type SessionBackoffOptions,
+  SessionClient,
+  type SessionClientEventMap,
+  type SessionClientOptions,
+  type SessionClientState,
+  SessionError,
+  type SessionErrorCode,
+  type SessionQueueOptions,
+  type SessionRequestOptions,
+  type SessionResetEvent,
+  type SessionSendOptions,
+  type WebSocketFactory,
+  type WebSocketLike,
+} from "./lib/client/session.ts";
 export type { Handlers } from "./lib/core/open_connection.ts";
 export { isValidCloseCode } from "./lib/protocol/close.ts";
 export { Opcode } from "./lib/protocol/opcode.ts";
@@ -186,6 +202,39 @@ export function connect(url: string | URL, options?: ConnectOptions): Promise<Cl
  */
 export function serveSessions<T = undefined>(options: SessionServeOptions<T>): SessionServer<T> {
   return new SessionServer(options, runtimeListen());
+}
+
+/**
+ * Opens a session client ({@linkcode SessionClient}) whose connections are sluice's own client
+ * on raw TCP (the `WebSocket` facade), on the current runtime. In a browser, construct
+ * `SessionClient` directly: it uses the page's `WebSocket`.
+ *
+ * @param url The session server's `ws:` or `wss:` URL.
+ * @param options The client's options; `webSocket` replaces sluice's facade.
+ * @returns The client, connecting.
+ *
+ * @example
+ * ```ts
+ * import { connectSession, serveSessions } from "@sluice/ws";
+ * const server = serveSessions({
+ *   port: 0,
+ *   secret: "a secret of at least 16 characters",
+ *   request: (_session, data) => `echo: ${data}`,
+ * });
+ * const client = connectSession(`ws://127.0.0.1:${server.port}`);
+ * console.log(await client.request("hi")); // echo: hi
+ * client.close();
+ * await server.shutdown();
+ * ```
+ */
+export function connectSession(
+  url: string | URL,
+  options: SessionClientOptions = {},
+): SessionClient {
+  return new SessionClient(url, {
+    webSocket: (target, protocols) => new FacadeWebSocket(target, protocols),
+    ...options,
+  });
 }
 
 // The WHATWG facade dials through the runtime's adapter, as connect() does.

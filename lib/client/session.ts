@@ -454,6 +454,10 @@ export class SessionClient {
 
   /** The highest server seq delivered to the application. */
   #delivered = 0;
+  /** After a resume that lost replies: the welcome's seq (the replay's end), else -1. */
+  #orphansAfter = -1;
+  /** And its ack: requests at or below it whose reply has not come are orphans. */
+  #orphansAcked = 0;
   /** The highest server seq acknowledged to the server. */
   #ackSent = 0;
   #ackScheduled = false;
@@ -923,9 +927,9 @@ export class SessionClient {
     try {
       ws.close(1008, reason);
     } catch {
-      // The WHATWG API lets a client send only 1000 and 3000–4999: the reason still says why.
+      // The WHATWG API lets a client send only 1000 and 3000–4999: 4002 (PROTOCOL.md).
       try {
-        ws.close(1000, reason);
+        ws.close(4002, reason);
       } catch {
         // The close timer still bounds the wait.
       }
@@ -1037,6 +1041,7 @@ export class SessionClient {
     resumed: boolean;
     reason?: ResumeRefusal;
     ack: number;
+    seq: number;
     lost?: number;
   }): void {
     if (frame.resumed) {
@@ -1081,6 +1086,13 @@ export class SessionClient {
       // The server skips what its replay buffer dropped: the next seq comes after them.
       lost = frame.lost ?? 0;
       this.#delivered += lost;
+      // Replies the replay buffer dropped cannot come: fail their requests once the replay
+      // (which ends at the welcome's seq) is delivered.
+      if (lost > 0) {
+        this.#orphansAfter = frame.seq;
+        this.#orphansAcked = frame.ack;
+        if (this.#delivered >= frame.seq) queueMicrotask(this.#failOrphans);
+      }
       for (let i = 0; i < this.#inflight.length; i++) {
         this.#send(this.#inflight.at(i)!);
         resent++;
@@ -1099,6 +1111,7 @@ export class SessionClient {
         }
       }
       this.#requests.clear();
+      this.#orphansAfter = -1;
       this.#lastSeq =
         this.#acked =
         this.#delivered =
@@ -1141,12 +1154,27 @@ export class SessionClient {
       return false;
     }
     this.#delivered = seq;
+    if (seq === this.#orphansAfter) queueMicrotask(this.#failOrphans);
     if (!this.#ackScheduled) {
       this.#ackScheduled = true;
       queueMicrotask(this.#flushAck);
     }
     return true;
   }
+
+  /** Fails the requests the server processed whose replies its replay buffer dropped. */
+  #failOrphans = (): void => {
+    const acked = this.#orphansAcked;
+    this.#orphansAfter = -1;
+    for (const [seq, entry] of this.#requests) {
+      if (seq > acked) continue;
+      this.#requests.delete(seq);
+      this.#reject(
+        entry,
+        new SessionError("SESSION_ERR_LOST", "The reply was dropped by the server's replay caps"),
+      );
+    }
+  };
 
   /** Sends one `ack` for everything delivered in this turn (PROTOCOL.md: cumulative). */
   #flushAck = (): void => {

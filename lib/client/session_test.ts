@@ -128,6 +128,7 @@ function welcome(fields: Partial<ServerFrame & { t: "welcome" }> = {}): ServerFr
     token: "T1",
     resumed: false,
     ack: 0,
+    seq: 0,
     window: WINDOW,
     ...fields,
   } as ServerFrame;
@@ -945,7 +946,7 @@ describe("SessionClient: protocol violations", () => {
     assert.equal(client.state, "closed");
     assert.deepEqual(
       socket.closeCalls,
-      strict ? [{ code: 1000, reason }] : [{ code: 1008, reason }],
+      strict ? [{ code: 4002, reason }] : [{ code: 1008, reason }],
     );
     const cause = (await rejection(pending)) as SessionError;
     assertSessionError(
@@ -960,7 +961,7 @@ describe("SessionClient: protocol violations", () => {
     assert.equal(net.sockets.length, 1);
   }
 
-  test("a frame that is not JSON: 1008 (1000 where the API forbids 1008)", async () => {
+  test("a frame that is not JSON: 1008 (4002 where the API forbids 1008)", async () => {
     await violated((socket) => socket.raw("{"), "frame is not JSON");
     await violated((socket) => socket.raw("{"), "frame is not JSON", { strict: false });
   });

@@ -45,6 +45,7 @@ export type ServerFrame =
     resumed: boolean;
     reason?: ResumeRefusal;
     ack: number;
+    seq: number;
     lost?: number;
     window: number;
   }
@@ -219,6 +220,7 @@ export function decodeServerFrame(message: string | Uint8Array): ServerFrame {
       if (typeof frame.resumed !== "boolean") fail(frame, "resumed", "a boolean");
       text(frame, "reason", true);
       count(frame, "ack");
+      count(frame, "seq");
       count(frame, "lost", true);
       count(frame, "window");
       break;

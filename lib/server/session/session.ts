@@ -121,12 +121,13 @@ export class SessionState<T> {
     attachState(this.session, this);
   }
 
-  /** Sends a frame now if attached; a frame with a `seq` is kept until acknowledged. */
-  emit(frame: ServerFrame & { seq: number }): number;
+  /** Sends a frame now if attached; a message or a reply is kept until acknowledged. */
+  emit(frame: ServerFrame & { t: "msg" | "reply" }): number;
   emit(frame: ServerFrame): undefined;
   emit(frame: ServerFrame): number | undefined {
     const encoded = encodeFrame(frame);
-    const seq = (frame as { seq?: number }).seq;
+    // Only messages and replies are numbered and kept (a welcome's seq is a position).
+    const seq = frame.t === "msg" || frame.t === "reply" ? frame.seq : undefined;
     if (seq !== undefined) {
       const bytes = typeof encoded === "string" ? encoded.length * 2 : encoded.length;
       this.out.push({ seq, frame: encoded, bytes });
@@ -262,7 +263,7 @@ export class SessionState<T> {
   #finish(seq: number, request: boolean, value: unknown, error: unknown): void {
     if (this.ended) return;
     if (request) {
-      const reply: ServerFrame & { seq: number } = error === undefined
+      const reply: ServerFrame & { t: "reply" } = error === undefined
         ? { t: "reply", seq: ++this.outSeq, re: seq, d: replyData(value) }
         : { t: "reply", seq: ++this.outSeq, re: seq, error: { message: messageOf(error) } };
       this.emit(reply);

@@ -530,6 +530,7 @@ class SessionHub<T> implements SessionHome<T> {
       resumed,
       ...(reason === undefined ? {} : { reason }),
       ack: state.processed,
+      seq: state.outSeq,
       ...(lost > 0 ? { lost } : {}),
       window: this.#settings.window,
     });
