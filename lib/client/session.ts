@@ -273,11 +273,14 @@ export type SessionErrorCode =
  * ```
  */
 export class SessionError extends Error {
+  /** The error's name. */
   override name = "SessionError";
   /** What happened. */
   readonly code: SessionErrorCode;
 
   /**
+   * Makes the error.
+   *
    * @param code What happened.
    * @param message Details.
    * @param options The cause, if any.
