@@ -234,6 +234,9 @@ export interface SessionClientEventMap {
   topic: { topic: string; recovered: boolean; reason?: ResetReason; epoch: string; offset: number };
   /** A session or a topic position could not be recovered. */
   reset: SessionResetEvent;
+  /** The server ended a subscription: it refused it (`"denied"`), or its application ended it
+   * (`"server"`). The topic is forgotten: no `publication` for it follows. */
+  unsubscribed: { topic: string; reason: "denied" | "server" };
   /** The connection was lost; attempt number `attempt` follows in `delay` ms. */
   reconnecting: { attempt: number; delay: number; code: number; reason: string };
   /** The client is closed for good (by `close()`, a fatal close code or a protocol violation). */
@@ -468,12 +471,15 @@ export class SessionClient {
   #topics = new Map<string, Subscription>();
   /** Topics unsubscribed while no connection was open: told to the server after the welcome. */
   #unsubscribed = new Set<string>();
+  /** Topics unsubscribed on this connection: a `subscribed` for one crossed the `unsub`. */
+  #left = new Set<string>();
 
   #listeners: Listeners = {
     connecting: [],
     open: [],
     topic: [],
     reset: [],
+    unsubscribed: [],
     reconnecting: [],
     closed: [],
     message: [],
@@ -656,6 +662,7 @@ export class SessionClient {
     let sub = this.#topics.get(topic);
     if (sub !== undefined && from === undefined) return;
     this.#unsubscribed.delete(topic);
+    this.#left.delete(topic);
     if (sub === undefined) {
       sub = { epoch: undefined, offset: 0, active: false, asked: false };
       this.#topics.set(topic, sub);
@@ -686,8 +693,10 @@ export class SessionClient {
    */
   unsubscribe(topic: string): void {
     if (!this.#topics.delete(topic)) return;
-    if (this.#phase === OPEN) this.#write({ t: "unsub", topic });
-    else if (this.#state !== "closed") this.#unsubscribed.add(topic);
+    if (this.#phase === OPEN) {
+      this.#write({ t: "unsub", topic });
+      this.#left.add(topic);
+    } else if (this.#state !== "closed") this.#unsubscribed.add(topic);
   }
 
   /**
@@ -994,8 +1003,14 @@ export class SessionClient {
         break;
       case "subscribed":
       case "reset": {
-        const sub = this.#topics.get(frame.topic);
-        if (sub === undefined) break; // unsubscribed since
+        let sub = this.#topics.get(frame.topic);
+        if (sub === undefined) {
+          // A subscription the server made (PROTOCOL.md `subscribed`), unless this client
+          // unsubscribed the topic on this connection and the answer crossed its `unsub`.
+          if (this.#left.has(frame.topic)) break;
+          sub = { epoch: undefined, offset: 0, active: false, asked: true };
+          this.#topics.set(frame.topic, sub);
+        }
         sub.epoch = frame.epoch;
         sub.offset = frame.offset;
         sub.active = true;
@@ -1029,6 +1044,12 @@ export class SessionClient {
         this.#ask(frame.topic, sub);
         break;
       }
+      case "unsubscribed":
+        // Refused, or ended by the server's application: forgotten, not asked again.
+        if (this.#topics.delete(frame.topic)) {
+          this.#emit("unsubscribed", { topic: frame.topic, reason: frame.reason });
+        }
+        break;
       case "bye":
         this.#bye = frame.retry;
         break;
@@ -1132,7 +1153,8 @@ export class SessionClient {
     this.#ageTimer = undefined;
     while (this.#queue.length > 0) this.#transmit(this.#queue.shift()!);
     for (const topic of this.#unsubscribed) this.#write({ t: "unsub", topic });
-    this.#unsubscribed.clear();
+    this.#left = this.#unsubscribed;
+    this.#unsubscribed = new Set();
     for (const [topic, sub] of this.#topics) if (!sub.asked) this.#ask(topic, sub);
     const reason = frame.resumed ? undefined : frame.reason;
     const session = frame.session;
