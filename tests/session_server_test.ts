@@ -490,3 +490,28 @@ test("stats and metrics carry the session figures", async () => {
     assert.match(text, /^sluice_sessions_created_total 1$/m);
   });
 });
+
+test("replay.maxTotalBytes evicts the sessions detached longest", async () => {
+  const sessions: Session[] = [];
+  const ended: string[] = [];
+  await withSessions({
+    open: (s) => void sessions.push(s),
+    end: (s, why) => void ended.push(`${s.id}:${why}`),
+    replay: { maxTotalBytes: 3000 },
+  }, async (h) => {
+    const a = await h.peer();
+    await a.hello();
+    const b = await h.peer();
+    await b.hello();
+    await a.drop();
+    await waitFor(() => h.server.stats().sessions.detached === 1, "a to detach");
+    await b.drop();
+    await waitFor(() => h.server.stats().sessions.detached === 2, "b to detach");
+    sessions[0].send("x".repeat(500)); // about 1 KiB each as UTF-16
+    sessions[1].send("y".repeat(500));
+    assert.deepEqual(ended, []);
+    sessions[1].send("z".repeat(500)); // past 3000 bytes: the older goes
+    assert.deepEqual(ended, [`${sessions[0].id}:evicted`]);
+    assert.ok(h.server.stats().sessions.replayBytes <= 3000);
+  });
+});

@@ -31,6 +31,9 @@ export interface HistoryOptions {
   /** Topics that keep history at once; past it, the history of the topic that published least
    * recently is dropped (its subscribers' positions then get a `reset`). @default {10000} */
   maxTopics?: number;
+  /** Bytes of history kept for all topics together; past it, histories are dropped as past
+   * `maxTopics`. @default {67108864} */
+  maxTotalBytes?: number;
 }
 
 /** The frames after a position, or the reason there are none and where the topic stands. */
@@ -84,6 +87,7 @@ export class MemoryTopicHistory implements TopicHistory {
   #maxBytes: number;
   #maxAge: number;
   #maxTopics: number;
+  #maxTotalBytes: number;
   #now: () => number;
   #messages = 0;
   #bytes = 0;
@@ -98,6 +102,7 @@ export class MemoryTopicHistory implements TopicHistory {
     this.#maxBytes = options.maxBytes;
     this.#maxAge = options.maxAge;
     this.#maxTopics = options.maxTopics;
+    this.#maxTotalBytes = options.maxTotalBytes;
     this.#now = now;
   }
 
@@ -123,6 +128,7 @@ export class MemoryTopicHistory implements TopicHistory {
       this.#trim(log);
     } else this.#drop(log, log.entries.length - log.first);
     if (this.#logs.size > this.#maxTopics) this.#evict();
+    while (this.#bytes > this.#maxTotalBytes && this.#evict());
     return { position: { epoch: log.epoch, offset }, frame };
   }
 
@@ -217,7 +223,7 @@ export class MemoryTopicHistory implements TopicHistory {
 
   /** Drops the history of the topic that published least recently (keeping its epoch and
    * offset while it has subscribers, so their positions still get the right `reset`). */
-  #evict(): void {
+  #evict(): boolean {
     for (const [topic, log] of this.#logs) {
       if (log.first === log.entries.length) {
         if (log.subscribers <= 0) this.#logs.delete(topic);
@@ -225,7 +231,8 @@ export class MemoryTopicHistory implements TopicHistory {
       }
       this.#drop(log, log.entries.length - log.first);
       this.#forget(topic, log);
-      return;
+      return true;
     }
+    return false;
   }
 }

@@ -1,14 +1,21 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { MemoryTopicHistory } from "./history.ts";
+import { type HistoryOptions, MemoryTopicHistory } from "./history.ts";
 import { decodeServerFrame } from "../../session/wire.ts";
 
 function history(
-  caps: { maxMessages?: number; maxBytes?: number; maxAge?: number; maxTopics?: number } = {},
+  caps: HistoryOptions = {},
   clock = { now: 0 },
 ): MemoryTopicHistory {
   return new MemoryTopicHistory(
-    { maxMessages: 100, maxBytes: 1 << 20, maxAge: 1000, maxTopics: 100, ...caps },
+    {
+      maxMessages: 100,
+      maxBytes: 1 << 20,
+      maxAge: 1000,
+      maxTopics: 100,
+      maxTotalBytes: 1 << 30,
+      ...caps,
+    },
     () => clock.now,
   );
 }
@@ -94,7 +101,7 @@ test("a topic nobody subscribes to and with no history is forgotten; retain keep
   const h = history({ maxAge: 10 });
   const clock = { now: 0 };
   const kept = new MemoryTopicHistory(
-    { maxMessages: 100, maxBytes: 1 << 20, maxAge: 10, maxTopics: 100 },
+    { maxMessages: 100, maxBytes: 1 << 20, maxAge: 10, maxTopics: 100, maxTotalBytes: 1 << 30 },
     () => clock.now,
   );
   kept.retain("t");
@@ -106,4 +113,13 @@ test("a topic nobody subscribes to and with no history is forgotten; retain keep
   kept.release("t");
   assert.notEqual(kept.head("t").epoch, epoch);
   assert.equal(h.stats().topics, 0);
+});
+
+test("maxTotalBytes drops whole histories, least recently published first", () => {
+  const h = history({ maxTotalBytes: 1000 });
+  for (const topic of ["a", "b", "c"]) for (let i = 0; i < 3; i++) h.append(topic, "x".repeat(60));
+  assert.ok(h.stats().bytes <= 1000, `${h.stats().bytes} bytes`);
+  const { epoch } = h.head("c");
+  assert.ok("frames" in h.since("c", { epoch, offset: 0 })); // the newest kept whole
+  assert.equal(h.stats().trimmed, 9 - h.stats().messages);
 });

@@ -52,6 +52,11 @@ export interface SessionHome<T> {
   /** Replay caps per session. */
   readonly replayMaxMessages: number;
   readonly replayMaxBytes: number;
+  /** Bytes in every session's replay buffer, and the cap on them. */
+  replayBytes: number;
+  readonly replayMaxTotalBytes: number;
+  /** Past the total cap: evicts the sessions detached longest. */
+  overTotal(): void;
 }
 
 /** Who asked for a subscription: it decides what a resume does with it. */
@@ -132,7 +137,9 @@ export class SessionState<T> {
       const bytes = typeof encoded === "string" ? encoded.length * 2 : encoded.length;
       this.out.push({ seq, frame: encoded, bytes });
       this.outBytes += bytes;
+      this.home.replayBytes += bytes;
       this.#cap();
+      if (this.home.replayBytes > this.home.replayMaxTotalBytes) this.home.overTotal();
     }
     this.write(encoded);
     return seq;
@@ -159,6 +166,7 @@ export class SessionState<T> {
     ) {
       const dropped = this.out[this.outFirst++];
       this.outBytes -= dropped.bytes;
+      this.home.replayBytes -= dropped.bytes;
       this.droppedThrough = dropped.seq;
       this.home.counters.trimmed++;
     }
@@ -181,7 +189,9 @@ export class SessionState<T> {
       throw new SessionProtocolError(`ack ${seq} is beyond the last seq sent (${this.outSeq})`);
     }
     while (this.outFirst < this.out.length && this.out[this.outFirst].seq <= seq) {
-      this.outBytes -= this.out[this.outFirst++].bytes;
+      const bytes = this.out[this.outFirst++].bytes;
+      this.outBytes -= bytes;
+      this.home.replayBytes -= bytes;
     }
     this.#compact();
   }

@@ -40,6 +40,10 @@ export interface ReplayOptions {
   maxMessages?: number;
   /** Bytes of unacknowledged messages kept per session. @default {1048576} */
   maxBytes?: number;
+  /** Bytes of unacknowledged messages kept in all sessions together: past it, the sessions
+   * detached longest are evicted (sessions with a connection are bounded by `maxBytes` each).
+   * @default {67108864} */
+  maxTotalBytes?: number;
 }
 
 /** Handlers of the session server. */
@@ -196,6 +200,8 @@ class SessionHub<T> implements SessionHome<T> {
   readonly counters = new SessionCounters();
   readonly replayMaxMessages: number;
   readonly replayMaxBytes: number;
+  readonly replayMaxTotalBytes: number;
+  replayBytes = 0;
   #shutdown: Promise<void> | undefined;
 
   /**
@@ -209,6 +215,7 @@ class SessionHub<T> implements SessionHome<T> {
     this.#settings = checked.settings;
     this.replayMaxMessages = checked.replay.maxMessages;
     this.replayMaxBytes = checked.replay.maxBytes;
+    this.replayMaxTotalBytes = checked.replay.maxTotalBytes;
     this.#signer = new TokenSigner(options.secret);
     this.#bind = options.bind ?? (() => "");
     this.#history = options.topicHistory ?? new MemoryTopicHistory(checked.history);
@@ -657,6 +664,14 @@ class SessionHub<T> implements SessionHome<T> {
     if (reason !== undefined) state.emit({ t: "unsubscribed", topic, reason });
   }
 
+  /** Evicts the sessions detached longest until the replay buffers fit their total cap. */
+  overTotal(): void {
+    for (const state of this.#store.values()) {
+      if (this.replayBytes <= this.replayMaxTotalBytes) return;
+      this.end(state, "evicted");
+    }
+  }
+
   /** Ends a session for good. */
   end(state: SessionState<T>, why: "closed" | "expired" | "evicted"): void {
     if (state.ended) return;
@@ -673,6 +688,7 @@ class SessionHub<T> implements SessionHome<T> {
     this.#store.delete(state.id);
     for (const topic of state.topics.keys()) this.#history.release(topic);
     state.topics.clear();
+    this.replayBytes -= state.outBytes;
     state.out = [];
     state.outFirst = 0;
     state.outBytes = 0;
@@ -870,12 +886,14 @@ function checkOptions<T>(options: SessionServeOptions<T>): {
     replay: {
       maxMessages: int(replay.maxMessages, 1000, 0, "replay.maxMessages"),
       maxBytes: int(replay.maxBytes, 1 << 20, 0, "replay.maxBytes"),
+      maxTotalBytes: int(replay.maxTotalBytes, 64 << 20, 0, "replay.maxTotalBytes"),
     },
     history: {
       maxMessages: int(history.maxMessages, 1000, 0, "history.maxMessages"),
       maxBytes: int(history.maxBytes, 1 << 20, 0, "history.maxBytes"),
       maxAge: int(history.maxAge, window, 0, "history.maxAge"),
       maxTopics: int(history.maxTopics, 10_000, 0, "history.maxTopics"),
+      maxTotalBytes: int(history.maxTotalBytes, 64 << 20, 0, "history.maxTotalBytes"),
     },
   };
 }
