@@ -171,10 +171,10 @@ test("a seq that skips ahead, a frame before hello, a bad frame: 1008", async ()
   });
 });
 
-test("no hello within helloTimeout: 1008", async () => {
+test("no hello within helloTimeout: 4008, which the client retries after", async () => {
   await withSessions({ helloTimeout: 50 }, async (h) => {
     const peer = await h.peer();
-    assert.deepEqual(await peer.closed, { code: 1008, reason: "sluice.v1: no hello" });
+    assert.deepEqual(await peer.closed, { code: 4008, reason: "sluice.v1: no hello in time" });
   });
 });
 

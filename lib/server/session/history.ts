@@ -26,7 +26,7 @@ export interface HistoryOptions {
   maxMessages?: number;
   /** Bytes of frames kept per topic. @default {1048576} */
   maxBytes?: number;
-  /** Milliseconds a message is kept. @default {the resume window} */
+  /** Milliseconds a message is kept, from its publication. @default {twice the resume window} */
   maxAge?: number;
   /** Topics that keep history at once; past it, the history of the topic that published least
    * recently is dropped (its subscribers' positions then get a `reset`). @default {10000} */

@@ -426,7 +426,8 @@ class SessionHub<T> implements SessionHome<T> {
   #opened(ws: ServerWebSocket<Link<T>>): void {
     ws.data.helloTimer = setTimeout(() => {
       ws.data.helloTimer = undefined;
-      ws.close(1008, `${SESSION_PROTOCOL}: no hello`);
+      // Not a violation: a network that held the hello. 4008 is not fatal: the client retries.
+      ws.close(4008, `${SESSION_PROTOCOL}: no hello in time`);
     }, this.#settings.helloTimeout);
   }
 
@@ -891,7 +892,9 @@ function checkOptions<T>(options: SessionServeOptions<T>): {
     history: {
       maxMessages: int(history.maxMessages, 1000, 0, "history.maxMessages"),
       maxBytes: int(history.maxBytes, 1 << 20, 0, "history.maxBytes"),
-      maxAge: int(history.maxAge, window, 0, "history.maxAge"),
+      // Twice the window: the window counts from the detach, a message's age from its
+      // publication, and a dead connection takes time to be noticed before the detach.
+      maxAge: int(history.maxAge, 2 * window, 0, "history.maxAge"),
       maxTopics: int(history.maxTopics, 10_000, 0, "history.maxTopics"),
       maxTotalBytes: int(history.maxTotalBytes, 64 << 20, 0, "history.maxTotalBytes"),
     },
