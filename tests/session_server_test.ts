@@ -388,7 +388,6 @@ test("resume refusals: invalid, restarted, not-yours, expired; each starts a new
   await withSessions<{ user: string }>({
     upgrade: () => ({ data: { user } }),
     bind: (data) => data.user,
-    resumeWindow: 100,
   }, async (h) => {
     const a = await h.peer();
     const first = await a.hello();
@@ -404,12 +403,19 @@ test("resume refusals: invalid, restarted, not-yours, expired; each starts a new
     const stolen = await c.hello({ token: first.token });
     assert.equal(stolen.reason, "not-yours");
     assert.notEqual(stolen.session, first.session);
-    user = "ann";
-    await sleep(200); // past the window
+    user = "ann"; // the session is still there for its owner
     const d = await h.peer();
-    assert.equal((await d.hello({ token: first.token })).reason, "expired");
-    assert.deepEqual(h.server.stats().sessions.refused, { invalid: 1, "not-yours": 1, expired: 1 });
-    assert.equal(h.server.stats().sessions.expired, 1);
+    assert.equal((await d.hello({ token: first.token })).resumed, true);
+    assert.deepEqual(h.server.stats().sessions.refused, { invalid: 1, "not-yours": 1 });
+  });
+  await withSessions({ resumeWindow: 50 }, async (h) => {
+    const a = await h.peer();
+    const first = await a.hello();
+    await a.drop();
+    await waitFor(() => h.server.stats().sessions.expired === 1, "the window to pass");
+    const b = await h.peer();
+    assert.equal((await b.hello({ token: first.token })).reason, "expired");
+    assert.deepEqual(h.server.stats().sessions.refused, { expired: 1 });
   });
   // Another server with the same secret: a token from the first is from another incarnation.
   let token = "";
@@ -513,5 +519,18 @@ test("replay.maxTotalBytes evicts the sessions detached longest", async () => {
     sessions[1].send("z".repeat(500)); // past 3000 bytes: the older goes
     assert.deepEqual(ended, [`${sessions[0].id}:evicted`]);
     assert.ok(h.server.stats().sessions.replayBytes <= 3000);
+  });
+});
+
+test("a detach handler that closes the session ends it: no resume", async () => {
+  await withSessions({ detach: (session) => session.close() }, async (h) => {
+    const a = await h.peer();
+    const first = await a.hello();
+    await a.drop();
+    await waitFor(() => h.server.stats().sessions.sessions === 0, "the session to end");
+    const b = await h.peer();
+    const welcome = await b.hello({ token: first.token });
+    assert.equal(welcome.resumed, false);
+    assert.equal(welcome.reason, "expired");
   });
 });

@@ -1151,11 +1151,12 @@ export class SessionClient {
     }
     clearTimeout(this.#ageTimer);
     this.#ageTimer = undefined;
-    while (this.#queue.length > 0) this.#transmit(this.#queue.shift()!);
+    // Subscriptions first: a message queued while offline may be published to one of them.
     for (const topic of this.#unsubscribed) this.#write({ t: "unsub", topic });
     this.#left = this.#unsubscribed;
     this.#unsubscribed = new Set();
     for (const [topic, sub] of this.#topics) if (!sub.asked) this.#ask(topic, sub);
+    while (this.#queue.length > 0) this.#transmit(this.#queue.shift()!);
     const reason = frame.resumed ? undefined : frame.reason;
     const session = frame.session;
     this.#emit(

@@ -869,14 +869,14 @@ describe("SessionClient: offline queue", () => {
   });
 
   test("maxAge rejects messages that waited too long to be sent", async () => {
-    const { net, client } = setup({ queue: { maxAge: 20 } });
+    const { net, client } = setup({ queue: { maxAge: 200 } });
     const old = client.send("old");
-    await sleep(10);
+    await sleep(100);
     const young = client.send("young");
     assertSessionError(
       await rejection(old),
       "SESSION_ERR_EXPIRED",
-      "The message waited more than queue.maxAge (20 ms) to be sent",
+      "The message waited more than queue.maxAge (200 ms) to be sent",
     );
     assert.equal(await settled(young), false);
     const { socket } = await connect(net);

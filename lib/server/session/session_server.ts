@@ -567,7 +567,8 @@ class SessionHub<T> implements SessionHome<T> {
     if (state.ended) return;
     this.#attached.delete(state.id);
     this.#call(() => this.#handlers.detach?.(state.session, code, reason), state);
-    this.#store.keep(state, this.#settings.window);
+    // The detach handler may have closed the session.
+    if (!state.ended) this.#store.keep(state, this.#settings.window);
   }
 
   // --- SessionHome --------------------------------------------------------------------------
