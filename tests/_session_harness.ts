@@ -63,9 +63,13 @@ export interface WireFrame {
 export function scanFrames(seen: Uint8Array): WireFrame[] {
   let pos = 0;
   const frames: WireFrame[] = [];
-  const starts = (text: string) =>
-    seen.length >= text.length && decoder.decode(seen.subarray(0, text.length)) === text;
-  if (starts("GET ") || starts("HTTP/")) {
+  // An HTTP head (or what may still become one) comes first; a frame never starts with "G" or
+  // "H" (its first byte has FIN set, or is a continuation's: below 0x10).
+  const head = ["GET ", "HTTP/"].some((text) => {
+    const n = Math.min(text.length, seen.length);
+    return n > 0 && decoder.decode(seen.subarray(0, n)) === text.slice(0, n);
+  });
+  if (head) {
     pos = -1;
     for (let i = 3; i < seen.length; i++) {
       if (seen[i - 3] === 13 && seen[i - 2] === 10 && seen[i - 1] === 13 && seen[i] === 10) {
@@ -74,8 +78,6 @@ export function scanFrames(seen: Uint8Array): WireFrame[] {
       }
     }
     if (pos < 0) return frames;
-  } else if (seen.length >= 1 && seen.length < 4 && (seen[0] === 0x47 || seen[0] === 0x48)) {
-    return frames; // Perhaps the start of a head.
   }
   while (pos + 2 <= seen.length) {
     const masked = (seen[pos + 1] & 0x80) !== 0;
