@@ -33,14 +33,6 @@ import {
 
 const T = { timeout: 20_000 };
 
-/** Tests that show a bug in lib/ run with SESSION_FAULT_BUGS=1 (they fail until it is fixed). */
-const BUG = {
-  ...T,
-  skip: process.env.SESSION_FAULT_BUGS === "1"
-    ? false
-    : "shows a known bug in lib/ (SESSION_FAULT_BUGS=1 runs it)",
-};
-
 /** Opens a client subscribed to `topics` and waits until each subscription has a position. */
 async function opened(
   rig: Rig,
@@ -429,12 +421,11 @@ test(
   },
 );
 
-// BUG: the server closes a connection whose hello did not come in time with 1008, which the
-// client takes as fatal (PROTOCOL.md): a network that held the hello for helloTimeout ends the
-// client for good, though it broke no rule.
+// A network that held the hello for helloTimeout broke no rule: the server closes with 4008,
+// which the client retries after (PROTOCOL.md).
 test(
-  "BUG: a hello stalled past the server's helloTimeout: the client comes back",
-  BUG,
+  "a hello stalled past the server's helloTimeout: the client comes back",
+  T,
   async () => {
     await withRig({ helloTimeout: 200 }, async (rig) => {
       const first = rig.proxy.nextConnection();
@@ -496,13 +487,11 @@ test(
   },
 );
 
-// BUG: topic history's maxAge defaults to the resume window, counted from each publication,
-// while the window counts from the detach: what was published to a stalled connection before
-// it was detached is older than the window before the window ends. A client that resumes
-// within the window then gets a topic reset ("trimmed") with the default caps.
+// Topic history's maxAge counts from each publication, the window from the detach: the
+// default maxAge (twice the window) covers what a stalled connection held before its detach.
 test(
-  "BUG: within the window, publications held by a stall before the detach are replayed",
-  BUG,
+  "within the window, publications held by a stall before the detach are replayed",
+  T,
   async () => {
     await withRig({ resumeWindow: 400 }, async (rig) => {
       const a = await opened(rig, "a", ["news"]);

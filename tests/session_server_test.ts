@@ -23,7 +23,7 @@ import {
   type ServerFrame,
 } from "../lib/session/wire.ts";
 import { within } from "./_client.ts";
-import { Queue, sleep, waitFor } from "./_harness.ts";
+import { Queue, waitFor } from "./_harness.ts";
 
 const SECRET = "0123456789abcdef-test-secret";
 
