@@ -22,6 +22,7 @@ import type { ClientWebSocket } from "./lib/client/client_websocket.ts";
 import { runtimeConnect, runtimeListen } from "./lib/runtime/runtime.ts";
 import type { ServeOptions } from "./lib/server/options.ts";
 import { Server } from "./lib/server/server.ts";
+import { type SessionServeOptions, SessionServer } from "./lib/server/session/session_server.ts";
 
 export {
   CloseCode,
@@ -62,6 +63,24 @@ export type { ServerStats, TrafficCounts } from "./lib/server/stats.ts";
 export { BaseWebSocket, type CloseInfo, SendStatus } from "./lib/core/websocket.ts";
 export { type PublishOptions, ServerWebSocket } from "./lib/server/websocket.ts";
 export { UpgradeRequest } from "./lib/server/upgrade_request.ts";
+export { Session } from "./lib/server/session/session.ts";
+export {
+  type ReplayOptions,
+  type SessionHandlers,
+  type SessionServeOptions,
+  SessionServer,
+  type SessionShutdownOptions,
+  type SessionStats,
+} from "./lib/server/session/session_server.ts";
+export type { HistoryOptions, Since, TopicHistory } from "./lib/server/session/history.ts";
+export {
+  type Position,
+  type ResetReason,
+  type ResumeRefusal,
+  SESSION_PROTOCOL,
+  type SessionData,
+  SessionProtocolError,
+} from "./lib/session/wire.ts";
 
 /**
  * Starts a WebSocket server on the current runtime (Deno or Bun) and returns it once it is
@@ -132,6 +151,40 @@ export function serve<T = undefined>(options: ServeOptions<T> = {} as ServeOptio
  */
 export function connect(url: string | URL, options?: ConnectOptions): Promise<ClientWebSocket> {
   return connectWith(runtimeConnect(), url, options);
+}
+
+/**
+ * Starts a session server on the current runtime (Deno or Bun): a WebSocket server whose
+ * connections carry sessions that outlive them (the `sluice.v1` protocol,
+ * lib/session/PROTOCOL.md): client messages acknowledged and processed exactly once per
+ * session, requests with replies, session messages replayed after a reconnect, and topics with
+ * history that a returning client resumes from its positions.
+ *
+ * @typeParam T The type of the upgrade hook's per-connection data (`session.data`).
+ * @param options The options of `serve` but its handlers, and the session layer's.
+ * @returns The listening session server.
+ *
+ * @example
+ * ```ts
+ * import { serveSessions } from "@sluice/ws";
+ * const server = serveSessions({
+ *   port: 0,
+ *   secret: "a secret of at least 16 characters",
+ *   message(session, data) {
+ *     server.publish("chat", data);
+ *   },
+ *   request(session, data) {
+ *     return `you said ${data}`;
+ *   },
+ *   open(session) {
+ *     session.subscribe("chat");
+ *   },
+ * });
+ * await server.shutdown();
+ * ```
+ */
+export function serveSessions<T = undefined>(options: SessionServeOptions<T>): SessionServer<T> {
+  return new SessionServer(options, runtimeListen());
 }
 
 // The WHATWG facade dials through the runtime's adapter, as connect() does.

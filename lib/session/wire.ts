@@ -52,6 +52,7 @@ export type ServerFrame =
   | { t: "subscribed"; topic: string; epoch: string; offset: number; recovered: boolean }
   | { t: "reset"; topic: string; epoch: string; offset: number; reason: ResetReason }
   | { t: "pub"; topic: string; epoch: string; offset: number; d: SessionData }
+  | { t: "unsubscribed"; topic: string; reason: "denied" | "server" }
   | { t: "bye"; retry: [number, number]; reason?: string };
 
 /** A frame that breaks the protocol; the receiver closes with 1008 and this message. */
@@ -252,6 +253,10 @@ export function decodeServerFrame(message: string | Uint8Array): ServerFrame {
       text(frame, "epoch");
       count(frame, "offset");
       data(frame);
+      break;
+    case "unsubscribed":
+      text(frame, "topic");
+      text(frame, "reason");
       break;
     case "bye": {
       const retry = frame.retry;
