@@ -208,7 +208,9 @@ export async function runAckLoad(client, dial) {
  *   resolves once subscribed.
  * @property {() => Promise<void>} cut Drops the connection without ending the session, and
  *   resolves once it is closed; the client must not dial again until `back`.
- * @property {() => void} back Dials again at once.
+ * @property {() => number | Promise<number>} back Lets the client dial again; returns (or
+ *   resolves to) the time of the dial (`performance.now()`): at once, or when the client's own
+ *   backoff lets it dial.
  */
 
 /**
@@ -278,10 +280,9 @@ export async function runReplay(client, driver) {
     const all = new Promise((resolve) => {
       done = () => resolve(undefined);
     });
-    const t0 = performance.now();
-    driver.back();
+    const dialed = Promise.resolve(driver.back());
     const late = await Promise.race([all.then(() => false), sleep(timeout).then(() => true)]);
-    const ms = performance.now() - t0;
+    const ms = performance.now() - await dialed;
     if (late && error === "") error = `${delivered} of ${count} in ${timeout / 1000} s`;
     // A moment for anything past the last one to arrive: a duplicate must be counted.
     await sleep(100);

@@ -8,6 +8,12 @@
  * `--mode raw`: `serve`, the same traffic without the session layer: the application
  * acknowledges each message by hand with a one-byte text message (`k`) once its handler ran.
  *
+ * `--mode session`: `serveSessions`, whose handler does nothing: the session layer acknowledges
+ * each reliable message once the handler returned. A line `publish N SIZE topic|messages` on
+ * stdin waits until the last session that opened has no connection (the client's cut has been
+ * seen), sends it N messages of SIZE bytes while it is away (`topic`: published to the topic
+ * `t`, which it subscribed to; `messages`: `session.send`), and prints `published N`.
+ *
  * Both modes: no heartbeat, no idle timeout, no compression, as in bench/echo_server.ts (a
  * loaded client answers pings late and would be dropped).
  *
@@ -17,8 +23,12 @@
  * @module
  */
 import process from "node:process";
+import { createInterface } from "node:readline";
 import { option, stopOnSignal } from "./_server_cli.ts";
-import { serve } from "../mod.ts";
+import { serve, serveSessions, type Session } from "../mod.ts";
+
+/** The topic of the replay scenario. */
+const TOPIC = "t";
 
 const LIMITS = {
   hostname: option("hostname", "127.0.0.1"),
@@ -29,13 +39,42 @@ const LIMITS = {
 } as const;
 
 const mode = option("mode", "raw");
-if (mode !== "raw") throw new RangeError(`--mode: ${mode}? (raw)`);
-
-const server = serve({
-  ...LIMITS,
-  message(ws) {
-    ws.send("k");
-  },
-});
-stopOnSignal(() => server.shutdown({ timeout: 500 }));
-console.log(`ready ${server.port} ${process.pid}`);
+let stop: () => Promise<void>;
+let port: number;
+if (mode === "raw") {
+  const server = serve({
+    ...LIMITS,
+    message(ws) {
+      ws.send("k");
+    },
+  });
+  [port, stop] = [server.port, () => server.shutdown({ timeout: 500 })];
+} else if (mode === "session") {
+  /** The session that opened last: the replay scenario's only client. */
+  let last: Session | undefined;
+  const server = serveSessions({
+    ...LIMITS,
+    secret: "the session benchmark's own key",
+    open(session) {
+      last = session;
+    },
+    message() {},
+  });
+  [port, stop] = [server.port, () => server.shutdown({ timeout: 500, retry: [0, 0] })];
+  createInterface({ input: process.stdin }).on("line", async (line) => {
+    const [word, n, size, kind] = line.trim().split(" ");
+    if (word !== "publish") return;
+    // The client's cut must have been seen: the messages are sent to a detached session.
+    while (last?.connected !== false) await new Promise((resolve) => setTimeout(resolve, 1));
+    const data = "y".repeat(Number(size));
+    for (let i = 0; i < Number(n); i++) {
+      if (kind === "topic") server.publish(TOPIC, data);
+      else last.send(data);
+    }
+    console.log(`published ${n}`);
+  });
+} else {
+  throw new RangeError(`--mode: ${mode}? (raw, session)`);
+}
+stopOnSignal(() => stop());
+console.log(`ready ${port} ${process.pid}`);

@@ -70,7 +70,9 @@ const replay = (() => {
       });
     },
     back() {
+      const at = performance.now();
       socket.connect();
+      return at;
     },
   };
 })();
