@@ -66,6 +66,7 @@ export { UpgradeRequest } from "./lib/server/upgrade_request.ts";
 export { Session } from "./lib/server/session/session.ts";
 export {
   type ReplayOptions,
+  type SessionBaseOptions,
   type SessionHandlers,
   type SessionServeOptions,
   SessionServer,

@@ -14,7 +14,9 @@ export type SessionData = string | Uint8Array;
 
 /** A topic position: an offset within an epoch (offset 0 is before the first message). */
 export interface Position {
+  /** The numbering's identity: offsets of different epochs are unrelated. */
   epoch: string;
+  /** The message's number within the epoch, from 1. */
   offset: number;
 }
 
@@ -57,6 +59,7 @@ export type ServerFrame =
 
 /** A frame that breaks the protocol; the receiver closes with 1008 and this message. */
 export class SessionProtocolError extends Error {
+  /** The error's name. */
   override name = "SessionProtocolError";
   /** The close reason to send (at most 123 bytes). */
   get closeReason(): string {

@@ -24,6 +24,8 @@ export interface Link<T> {
   state: SessionState<T> | undefined;
   /** The hello timer, until the hello arrives. */
   helloTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Whether the hello arrived (its session may still be on its way from the store). */
+  hello: boolean;
 }
 
 /** What a session needs from the server that holds it. */
@@ -109,8 +111,6 @@ export class SessionState<T> {
   ackSent = 0;
   ackScheduled = false;
   topics = new Map<string, Subscription>();
-  expiry: ReturnType<typeof setTimeout> | undefined;
-  detachedAt = 0;
   ended = false;
 
   constructor(id: string, data: T, binding: string, home: SessionHome<T>) {

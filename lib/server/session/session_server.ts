@@ -31,6 +31,7 @@ import {
   type SessionHome,
   SessionState,
 } from "./session.ts";
+import { MemorySessionStore, type SessionStore } from "./store.ts";
 import { randomId, TokenSigner } from "./token.ts";
 
 /** How much each session keeps for replay. */
@@ -71,7 +72,9 @@ export interface SessionHandlers<T> {
   error?(error: unknown, session: Session<T> | undefined): void;
 }
 
-type Base<T> = Omit<
+/** The options of `serve` that the session server takes as they are: all but its handlers and
+ * `protocols` (the session layer owns those). */
+export type SessionBaseOptions<T> = Omit<
   ServeBaseOptions<T>,
   "open" | "message" | "fragment" | "drain" | "ping" | "pong" | "close" | "error" | "protocols"
 >;
@@ -98,7 +101,7 @@ type Base<T> = Omit<
  * ```
  */
 export type SessionServeOptions<T = undefined> =
-  & Base<T>
+  & SessionBaseOptions<T>
   & SessionHandlers<T>
   & {
     /** The upgrade hook, as `serve`'s; the subprotocol is always `sluice.v1`. */
@@ -128,35 +131,43 @@ export type SessionServeOptions<T = undefined> =
 
 /** The session layer's figures in {@linkcode SessionServer.stats}. */
 export interface SessionStats {
-  /** Sessions held: with a connection, and without one (within the resume window). */
+  /** Sessions held, with a connection or without one (within the resume window). */
   sessions: number;
+  /** Sessions a connection carries. */
   attached: number;
+  /** Sessions without a connection, within their resume window. */
   detached: number;
-  /** Sessions started, and resumes asked for and granted. */
+  /** Sessions started. */
   created: number;
+  /** Resumes asked for (a hello with a token). */
   resumes: number;
+  /** Resumes granted. */
   resumed: number;
   /** Resumes refused, by reason (`expired`, `restarted`, `invalid`, `not-yours`). */
   refused: Record<string, number>;
-  /** Topic positions recovered, and reset (the client was told what it missed). */
+  /** Topic positions recovered. */
   topicsRecovered: number;
+  /** Topic positions reset (the client was told what it missed). */
   topicsReset: number;
-  /** Messages replayed: session messages and replies, and topic publications. */
+  /** Session messages and replies replayed. */
   replayedMessages: number;
+  /** Topic publications replayed. */
   replayedPublications: number;
-  /** Unacknowledged session messages dropped by the replay caps, and of those, reported lost
-   * to a resuming client. */
+  /** Unacknowledged session messages dropped by the replay caps. */
   trimmed: number;
+  /** Of those, reported lost to a resuming client. */
   lost: number;
   /** Client messages sent again and not processed again. */
   duplicates: number;
-  /** Sessions ended by the resume window, and by `maxDetachedSessions`. */
+  /** Sessions ended by the resume window. */
   expired: number;
+  /** Sessions ended by `maxDetachedSessions`. */
   evicted: number;
   /** Connections closed with 1013 because a session frame could not be queued. */
   closedByBackpressure: number;
-  /** Unacknowledged messages and their bytes in the replay buffers. */
+  /** Unacknowledged messages held in the replay buffers. */
   replayMessages: number;
+  /** Their bytes. */
   replayBytes: number;
   /** Topic history: topics, messages and bytes held, and messages dropped by its caps. */
   history: { topics: number; messages: number; bytes: number; trimmed: number };
@@ -178,11 +189,10 @@ class SessionHub<T> implements SessionHome<T> {
   readonly #bind: (data: T) => string;
   readonly #history: TopicHistory;
   readonly #settings: Resolved;
-  /** The incarnation of this server's session state: tokens from another one are "restarted". */
-  readonly #incarnation = randomId();
-  readonly #sessions = new Map<string, SessionState<T>>();
-  /** Sessions without a connection, detached longest first. */
-  readonly #detached = new Set<SessionState<T>>();
+  /** Sessions a connection carries. */
+  readonly #attached = new Map<string, SessionState<T>>();
+  /** Sessions without a connection, within their window. */
+  readonly #store: SessionStore<SessionState<T>>;
   readonly counters = new SessionCounters();
   readonly replayMaxMessages: number;
   readonly replayMaxBytes: number;
@@ -202,6 +212,10 @@ class SessionHub<T> implements SessionHome<T> {
     this.#signer = new TokenSigner(options.secret);
     this.#bind = options.bind ?? (() => "");
     this.#history = options.topicHistory ?? new MemoryTopicHistory(checked.history);
+    this.#store = new MemorySessionStore(
+      checked.settings.maxDetached,
+      (state, why) => this.end(state, why),
+    );
     const {
       open,
       message,
@@ -250,7 +264,7 @@ class SessionHub<T> implements SessionHome<T> {
    * @returns The session, or `undefined`.
    */
   session(id: string): Session<T> | undefined {
-    return this.#sessions.get(id)?.session;
+    return (this.#attached.get(id) ?? this.#store.peek(id))?.session;
   }
 
   /**
@@ -277,15 +291,15 @@ class SessionHub<T> implements SessionHome<T> {
   stats(): ServerStats & { sessions: SessionStats } {
     let replayMessages = 0;
     let replayBytes = 0;
-    for (const state of this.#sessions.values()) {
+    for (const state of this.#all()) {
       replayMessages += state.out.length - state.outFirst;
       replayBytes += state.outBytes;
     }
     const c = this.counters;
     const sessions: SessionStats = {
-      sessions: this.#sessions.size,
-      attached: this.#sessions.size - this.#detached.size,
-      detached: this.#detached.size,
+      sessions: this.#attached.size + this.#store.size,
+      attached: this.#attached.size,
+      detached: this.#store.size,
       created: c.created,
       resumes: c.resumes,
       resumed: c.resumed,
@@ -375,10 +389,15 @@ class SessionHub<T> implements SessionHome<T> {
     }
     return this.#shutdown ??= (async () => {
       const bye = JSON.stringify({ t: "bye", retry, reason: rest.reason ?? "" });
-      for (const state of this.#sessions.values()) state.write(bye);
+      for (const state of this.#attached.values()) state.write(bye);
       await this.#server.shutdown({ code: 1012, ...rest });
-      for (const state of [...this.#sessions.values()]) this.#drop(state);
+      for (const state of this.#all()) this.#drop(state);
     })();
+  }
+
+  /** Every session held here, attached or kept. */
+  #all(): SessionState<T>[] {
+    return [...this.#attached.values(), ...this.#store.values()];
   }
 
   // --- connections -----------------------------------------------------------------------
@@ -413,10 +432,12 @@ class SessionHub<T> implements SessionHome<T> {
         link.state.receive(frame);
         return;
       }
+      if (link.hello) throw new SessionProtocolError(`${frame.t} before welcome`);
       if (frame.t !== "hello") throw new SessionProtocolError(`${frame.t} before hello`);
       if (link.helloTimer === undefined) return; // timed out: closing
       clearTimeout(link.helloTimer);
       link.helloTimer = undefined;
+      link.hello = true;
       this.#hello(ws, frame);
     } catch (error) {
       if (!(error instanceof SessionProtocolError)) throw error;
@@ -425,30 +446,62 @@ class SessionHub<T> implements SessionHome<T> {
     }
   }
 
+  /** Finds the session a hello resumes (perhaps in a store that answers later), or starts one. */
   #hello(ws: ServerWebSocket<Link<T>>, hello: ClientFrame & { t: "hello" }): void {
+    if (hello.token === undefined) {
+      this.#welcome(ws, hello, undefined, undefined);
+      return;
+    }
+    this.counters.resumes++;
+    const checked = this.#signer.check(hello.token, this.#store.incarnation, Date.now());
+    if ("refusal" in checked) {
+      this.#welcome(ws, hello, undefined, checked.refusal);
+      return;
+    }
+    const attached = this.#attached.get(checked.id);
+    const found = attached ?? this.#store.take(checked.id);
+    if (!isThenable(found)) {
+      this.#welcome(ws, hello, found, found === undefined ? "expired" : undefined);
+      return;
+    }
+    found.then(
+      (state) => {
+        if (ws.readyState !== 1) {
+          // The connection went while the store looked: keep the session for another try.
+          if (state !== undefined) this.#store.keep(state, this.#settings.window);
+          return;
+        }
+        this.#welcome(ws, hello, state, state === undefined ? "expired" : undefined);
+      },
+      (error) => {
+        this.#report(error, undefined);
+        ws.close(1011, `${SESSION_PROTOCOL}: the session store failed`);
+      },
+    );
+  }
+
+  /** Attaches a connection to its session (resumed, or new) and answers its hello. */
+  #welcome(
+    ws: ServerWebSocket<Link<T>>,
+    hello: ClientFrame & { t: "hello" },
+    found: SessionState<T> | undefined,
+    refusal: ResumeRefusal | undefined,
+  ): void {
     const counters = this.counters;
     const binding = this.#bind(ws.data.data);
-    let state: SessionState<T> | undefined;
-    let reason: ResumeRefusal | undefined;
-    if (hello.token !== undefined) {
-      counters.resumes++;
-      const checked = this.#signer.check(hello.token, this.#incarnation, Date.now());
-      if ("refusal" in checked) reason = checked.refusal;
-      else {
-        state = this.#sessions.get(checked.id);
-        if (state === undefined) reason = "expired";
-        else if (state.binding !== binding) {
-          reason = "not-yours";
-          state = undefined;
-        }
-      }
-      if (reason !== undefined) counters.refused[reason] = (counters.refused[reason] ?? 0) + 1;
+    let state = found;
+    let reason = refusal;
+    if (state !== undefined && state.binding !== binding) {
+      // Not this identity's: it stays where it was.
+      if (state.ws === undefined) this.#store.keep(state, this.#settings.window);
+      state = undefined;
+      reason = "not-yours";
     }
+    if (reason !== undefined) counters.refused[reason] = (counters.refused[reason] ?? 0) + 1;
     const resumed = state !== undefined;
     if (state === undefined) {
       counters.created++;
       state = new SessionState(randomId(), ws.data.data, binding, this);
-      this.#sessions.set(state.id, state);
     } else {
       counters.resumed++;
       const old = state.ws;
@@ -457,10 +510,8 @@ class SessionHub<T> implements SessionHome<T> {
         old.data.state = undefined;
         old.close(4001, `${SESSION_PROTOCOL}: resumed on another connection`);
       }
-      this.#detached.delete(state);
-      clearTimeout(state.expiry);
-      state.expiry = undefined;
     }
+    this.#attached.set(state.id, state);
     state.ws = ws;
     ws.data.state = state;
     const after = resumed ? Math.min(hello.ack ?? 0, state.outSeq) : 0;
@@ -474,7 +525,7 @@ class SessionHub<T> implements SessionHome<T> {
       token: this.#signer.issue(
         state.id,
         Date.now() + this.#settings.tokenLifetime,
-        this.#incarnation,
+        this.#store.incarnation,
       ),
       resumed,
       ...(reason === undefined ? {} : { reason }),
@@ -505,14 +556,9 @@ class SessionHub<T> implements SessionHome<T> {
     link.state = undefined;
     state.ws = undefined;
     if (state.ended) return;
-    state.detachedAt = Date.now();
-    this.#detached.add(state);
-    state.expiry = setTimeout(() => this.end(state, "expired"), this.#settings.window);
+    this.#attached.delete(state.id);
     this.#call(() => this.#handlers.detach?.(state.session, code, reason), state);
-    while (this.#detached.size > this.#settings.maxDetached) {
-      const [oldest] = this.#detached;
-      this.end(oldest, "evicted");
-    }
+    this.#store.keep(state, this.#settings.window);
   }
 
   // --- SessionHome --------------------------------------------------------------------------
@@ -622,9 +668,8 @@ class SessionHub<T> implements SessionHome<T> {
   #drop(state: SessionState<T>): void {
     if (state.ended) return;
     state.ended = true;
-    clearTimeout(state.expiry);
-    this.#detached.delete(state);
-    this.#sessions.delete(state.id);
+    this.#attached.delete(state.id);
+    this.#store.delete(state.id);
     for (const topic of state.topics.keys()) this.#history.release(topic);
     state.topics.clear();
     state.out = [];
@@ -768,7 +813,7 @@ export interface SessionShutdownOptions extends ShutdownOptions {
 }
 
 function link<T>(data: T): Link<T> {
-  return { data, state: undefined, helloTimer: undefined };
+  return { data, state: undefined, helloTimer: undefined, hello: false };
 }
 
 function wrapAccept<T>(result: UpgradeResult<T>): UpgradeResult<Link<T>> {
