@@ -146,20 +146,41 @@ interface ReplayRun {
   /** Median over the cycles, in ms. */
   ms: number;
   cycles: ReplayResult[];
-  /** Unused: replays are short and not repeated for noise. */
-  otherCpu: number;
   error?: string;
 }
 
-/** Starts a pair's server and waits for its `ready PORT PID`. */
-async function startServer(label: string, pair: Pair): Promise<{ child: Child; url: string }> {
-  const args = ["--port", "0", "--hostname", "127.0.0.1", "--stdin-lifeline"];
-  if (pair.mode !== undefined) args.push("--mode", pair.mode);
-  const child = start(`${label} server`, command(pair.runtime, pair.server, args), undefined);
-  const [, port] = (await child.line("ready", 30_000)).split(" ");
-  // Socket.IO's client takes the HTTP URL its handshake starts from.
-  const scheme = pair.mode === undefined ? "http" : "ws";
-  return { child, url: `${scheme}://127.0.0.1:${port}/` };
+/**
+ * Starts a pair's server, waits for its `ready PORT PID`, starts its client with `args` and the
+ * server's URL, and runs `body`; stops both whatever happens. A failure is the run's error.
+ */
+async function withPair(
+  label: string,
+  pair: Pair,
+  args: string[],
+  run: { error?: string },
+  body: (server: Child, client: Child) => Promise<void>,
+): Promise<void> {
+  let server: Child | undefined;
+  let client: Child | undefined;
+  const mode = pair.mode === undefined ? [] : ["--mode", pair.mode];
+  try {
+    const listen = ["--port", "0", "--hostname", "127.0.0.1", "--stdin-lifeline", ...mode];
+    server = start(`${label} server`, command(pair.runtime, pair.server, listen), undefined);
+    const [, port] = (await server.line("ready", 30_000)).split(" ");
+    // Socket.IO's client takes the HTTP URL its handshake starts from.
+    const url = `${pair.mode === undefined ? "http" : "ws"}://127.0.0.1:${port}/`;
+    client = start(
+      label,
+      command(pair.runtime, pair.client, ["--url", url, ...args, ...mode]),
+      undefined,
+    );
+    await body(server, client);
+  } catch (error) {
+    run.error = error instanceof Error ? error.message : String(error);
+  } finally {
+    if (client !== undefined) await stopChild(client);
+    if (server !== undefined) await stopChild(server);
+  }
 }
 
 /** Runs one load variant against a fresh server and measures both. */
@@ -175,19 +196,11 @@ async function measureLoad(round: number, variant: VariantName, s: Settings): Pr
     serverCpu: NaN,
     otherCpu: NaN,
   };
-  const pair: Pair = VARIANTS[variant];
-  let server: Child | undefined;
-  let client: Child | undefined;
-  try {
-    const started = await startServer(variant, pair);
-    server = started.child;
-    const args = [
-      ...["--url", started.url, "--scenario", "load", "--conns", `${s.conns}`],
-      ...["--window", `${s.window}`, "--size", `${s.size}`],
-      ...["--seconds", `${s.seconds}`, "--warmup", `${s.warmup}`],
-    ];
-    if (pair.mode !== undefined) args.push("--mode", pair.mode);
-    client = start(variant, command(pair.runtime, pair.client, args), undefined);
+  const args = [
+    ...["--scenario", "load", "--conns", `${s.conns}`, "--window", `${s.window}`],
+    ...["--size", `${s.size}`, "--seconds", `${s.seconds}`, "--warmup", `${s.warmup}`],
+  ];
+  await withPair(variant, VARIANTS[variant], args, run, async (server, client) => {
     await client.line("open", 30_000);
     await client.line("window", (s.warmup + 30) * 1000);
     const serverPid = server.process.pid!;
@@ -215,35 +228,24 @@ async function measureLoad(round: number, variant: VariantName, s: Settings): Pr
     run.otherCpu = Math.max(0, (100 * others) / span);
     if (r.errors > 0) run.error = `the client counted ${r.errors} error(s): ${r.error}`;
     else if (!(r.messages > 0)) run.error = "no acknowledgement in the window";
-  } catch (error) {
-    run.error = error instanceof Error ? error.message : String(error);
-  } finally {
-    if (client !== undefined) await stopChild(client);
-    if (server !== undefined) await stopChild(server);
-  }
+  });
   return run;
 }
 
 /** Runs the replay cycles of one variant against a fresh server. */
 async function measureReplay(round: number, replay: ReplayName, s: Settings): Promise<ReplayRun> {
-  const run: ReplayRun = { round, replay, ms: NaN, cycles: [], otherCpu: NaN };
-  const pair: Pair & { kind: string } = REPLAYS[replay];
-  let server: Child | undefined;
-  let client: Child | undefined;
-  try {
-    const started = await startServer(replay, pair);
-    server = started.child;
-    const args = [
-      ...["--url", started.url, "--scenario", "replay", "--count", `${s.count}`],
-      ...["--cycles", `${s.cycles}`, "--kind", pair.kind],
-    ];
-    if (pair.mode !== undefined) args.push("--mode", pair.mode);
-    client = start(replay, command(pair.runtime, pair.client, args), undefined);
+  const run: ReplayRun = { round, replay, ms: NaN, cycles: [] };
+  const { kind } = REPLAYS[replay];
+  const args = [
+    ...["--scenario", "replay", "--count", `${s.count}`, "--cycles", `${s.cycles}`],
+    ...["--kind", kind],
+  ];
+  await withPair(replay, REPLAYS[replay], args, run, async (server, client) => {
     await client.line("ready", 30_000);
     for (let cycle = 1; cycle <= s.cycles; cycle++) {
       client.process.stdin!.write("cut\n");
       await client.line("away", 30_000);
-      server.process.stdin!.write(`publish ${s.count} ${s.size} ${pair.kind}\n`);
+      server.process.stdin!.write(`publish ${s.count} ${s.size} ${kind}\n`);
       await server.line("published", 30_000);
       client.process.stdin!.write("back\n");
       const line = await client.line("replayed", 60_000);
@@ -258,16 +260,11 @@ async function measureReplay(round: number, replay: ReplayName, s: Settings): Pr
         : undefined;
       if (wrong !== undefined) {
         run.error = `cycle ${cycle}: ${wrong}`;
-        break;
+        return;
       }
     }
-    if (run.error === undefined) run.ms = median(run.cycles.map((c) => c.ms));
-  } catch (error) {
-    run.error = error instanceof Error ? error.message : String(error);
-  } finally {
-    if (client !== undefined) await stopChild(client);
-    if (server !== undefined) await stopChild(server);
-  }
+    run.ms = median(run.cycles.map((c) => c.ms));
+  });
   return run;
 }
 
