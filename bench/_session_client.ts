@@ -2,13 +2,15 @@
  * The sluice client of bench/session_bench.ts, on Deno or Bun, driven by
  * bench/_session_load.mjs.
  *
- *     deno run -A bench/_session_client.ts --mode raw|session --url ws://127.0.0.1:PORT/
+ *     deno run -A bench/_session_client.ts --mode raw|facade|session --url ws://127.0.0.1:PORT/
  *         [--scenario load|replay] [--conns 16] [--window 64] [--size 64] [--seconds 5]
  *         [--warmup 1] [--count 1000] [--cycles 5] [--kind topic|messages]
  *     bun bench/_session_client.ts ...
  *
  * `--mode raw` (load only): `connect` from mod.ts; each message is a text message and the
- * server's `k` acknowledges the oldest one in flight (bench/_session_server.ts).
+ * server's `k` acknowledges the oldest one in flight (bench/_session_server.ts). `--mode facade`
+ * (load only): the same through sluice's WebSocket facade, which the session client runs on,
+ * against the same server: the part of the session layer's cost that is the facade's.
  *
  * `--mode session`: a `SessionClient` per connection, with sluice's WebSocket facade (from
  * mod.ts, without compression) as its factory and its defaults otherwise. Load: each message is
@@ -36,7 +38,6 @@ const TOPIC = "t";
 
 const runtime = "Bun" in globalThis ? "bun" : "deno";
 const mode = arg("mode", "raw");
-if (mode !== "raw" && mode !== "session") throw new RangeError(`--mode: ${mode}? (raw, session)`);
 
 /** Opens one raw connection: the application numbers nothing; the server answers each. */
 async function dialRaw(url: string, events: AckEvents): Promise<AckConnection> {
@@ -57,6 +58,17 @@ async function dialRaw(url: string, events: AckEvents): Promise<AckConnection> {
 /** What the factory hands the session client: sluice's WebSocket facade, without compression. */
 function socket(url: string, protocols: string[]): WebSocket {
   return new WebSocket(url, protocols, { perMessageDeflate: false });
+}
+
+/** Opens one raw connection through the facade the session client runs on. */
+function dialFacade(url: string, events: AckEvents): Promise<AckConnection> {
+  const ws = socket(url, []);
+  ws.onmessage = () => events.acked();
+  ws.onclose = ({ code, reason }) => events.ended(`closed with ${code} ${reason}`);
+  return new Promise((resolve, reject) => {
+    ws.onopen = () => resolve({ send: (payload) => ws.send(payload) });
+    ws.onerror = () => reject(new Error("the connection failed"));
+  });
 }
 
 /** Opens one session for the load; each message is `await client.send(data)`. */
@@ -206,5 +218,7 @@ if (arg("scenario", "load") === "replay") {
   if (mode !== "session") throw new RangeError("--scenario replay takes --mode session");
   await runReplay(name, sessionReplay(arg("kind", "topic")));
 } else {
-  await runAckLoad(name, mode === "raw" ? dialRaw : dialSession);
+  const dial = { raw: dialRaw, facade: dialFacade, session: dialSession }[mode];
+  if (dial === undefined) throw new RangeError(`--mode: ${mode}? (raw, facade, session)`);
+  await runAckLoad(name, dial);
 }
