@@ -14,8 +14,10 @@
  * seen), sends it N messages of SIZE bytes while it is away (`topic`: published to the topic
  * `t`, which it subscribed to; `messages`: `session.send`), and prints `published N`.
  *
- * Both modes: no heartbeat, no idle timeout, no compression, as in bench/echo_server.ts (a
- * loaded client answers pings late and would be dropped).
+ * Both modes: a line `stats` on stdin prints `stats {"messagesIn":…,"messagesOut":…}`, the data
+ * messages the server received and sent so far (`server.stats()`), and no heartbeat, no idle
+ * timeout, no compression, as in bench/echo_server.ts (a loaded client answers pings late and
+ * would be dropped).
  *
  * Prints `ready PORT PID` once listening. Stops on SIGTERM or SIGINT, and with
  * `--stdin-lifeline` when stdin ends (bench/_server_cli.ts).
@@ -25,7 +27,7 @@
 import process from "node:process";
 import { createInterface } from "node:readline";
 import { option, stopOnSignal } from "./_server_cli.ts";
-import { serve, serveSessions, type Session } from "../mod.ts";
+import { serve, serveSessions, type Session, type TrafficCounts } from "../mod.ts";
 
 /** The topic of the replay scenario. */
 const TOPIC = "t";
@@ -41,6 +43,9 @@ const LIMITS = {
 const mode = option("mode", "raw");
 let stop: () => Promise<void>;
 let port: number;
+let stats: () => TrafficCounts;
+/** What a line on stdin asks for, besides `stats`. */
+let command = (_words: string[]): void | Promise<void> => {};
 if (mode === "raw") {
   const server = serve({
     ...LIMITS,
@@ -48,7 +53,11 @@ if (mode === "raw") {
       ws.send("k");
     },
   });
-  [port, stop] = [server.port, () => server.shutdown({ timeout: 500 })];
+  [port, stop, stats] = [
+    server.port,
+    () => server.shutdown({ timeout: 500 }),
+    () => server.stats(),
+  ];
 } else if (mode === "session") {
   /** The session that opened last: the replay scenario's only client. */
   let last: Session | undefined;
@@ -60,9 +69,12 @@ if (mode === "raw") {
     },
     message() {},
   });
-  [port, stop] = [server.port, () => server.shutdown({ timeout: 500, retry: [0, 0] })];
-  createInterface({ input: process.stdin }).on("line", async (line) => {
-    const [word, n, size, kind] = line.trim().split(" ");
+  [port, stop, stats] = [
+    server.port,
+    () => server.shutdown({ timeout: 500, retry: [0, 0] }),
+    () => server.stats(),
+  ];
+  command = async ([word, n, size, kind]) => {
     if (word !== "publish") return;
     // The client's cut must have been seen: the messages are sent to a detached session.
     while (last?.connected !== false) await new Promise((resolve) => setTimeout(resolve, 1));
@@ -72,9 +84,15 @@ if (mode === "raw") {
       else last.send(data);
     }
     console.log(`published ${n}`);
-  });
+  };
 } else {
   throw new RangeError(`--mode: ${mode}? (raw, session)`);
 }
+createInterface({ input: process.stdin }).on("line", (line) => {
+  const words = line.trim().split(" ");
+  if (words[0] !== "stats") return command(words);
+  const { messagesIn, messagesOut } = stats();
+  console.log(`stats ${JSON.stringify({ messagesIn, messagesOut })}`);
+});
 stopOnSignal(() => stop());
 console.log(`ready ${port} ${process.pid}`);

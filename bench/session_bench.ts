@@ -147,6 +147,9 @@ interface LoadRun {
   p99: number;
   cpuUsPerMsg: number;
   serverUsPerMsg: number;
+  /** Data messages the server sent per message it received, over the whole run: 1 for the
+   * raw variants, fewer where acknowledgements are cumulative; NaN for Socket.IO. */
+  outPerIn: number;
   clientCpu: number;
   serverCpu: number;
   otherCpu: number;
@@ -211,6 +214,7 @@ async function measureLoad(round: number, variant: VariantName, s: Settings): Pr
     p99: NaN,
     cpuUsPerMsg: NaN,
     serverUsPerMsg: NaN,
+    outPerIn: NaN,
     clientCpu: NaN,
     serverCpu: NaN,
     otherCpu: NaN,
@@ -232,6 +236,11 @@ async function measureLoad(round: number, variant: VariantName, s: Settings): Pr
     const before = sample();
     const line = await client.line("result", (s.seconds + 30) * 1000);
     const after = sample();
+    if (VARIANTS[variant].runtime !== "node") {
+      server.process.stdin!.write("stats\n");
+      const stats = JSON.parse((await server.line("stats", 10_000)).slice("stats ".length));
+      run.outPerIn = stats.messagesOut / stats.messagesIn;
+    }
     const r = JSON.parse(line.slice("result ".length)) as AckResult;
     run.result = r;
     const span = (after.at - before.at) / 1000;
@@ -306,6 +315,7 @@ interface LoadSummary {
   p99: number;
   cpuUsPerMsg: number;
   serverUsPerMsg: number;
+  outPerIn: number;
   clientCpu: number;
   serverCpu: number;
   otherCpu: number;
@@ -327,6 +337,7 @@ function summarizeLoad(runs: LoadRun[], variant: VariantName): LoadSummary {
     p99: of((r) => r.p99),
     cpuUsPerMsg: of((r) => r.cpuUsPerMsg),
     serverUsPerMsg: of((r) => r.serverUsPerMsg),
+    outPerIn: of((r) => r.outPerIn),
     clientCpu: of((r) => r.clientCpu),
     serverCpu: of((r) => r.serverCpu),
     otherCpu: of((r) => r.otherCpu),
@@ -410,8 +421,9 @@ function loadTable(summaries: LoadSummary[], ratios: Ratio[], s: Settings): stri
     `### acknowledged messages: ${s.conns} clients × ${s.window} in flight, ${s.size} B text`,
     "",
     `| variant | acked msgs/s (median of ${s.rounds}) | min–max | p50 ms | p99 ms | ` +
-    "client CPU µs/msg | server CPU µs/msg | client CPU | server CPU | others | notes |",
-    "| --- | --: | --- | --: | --: | --: | --: | --: | --: | --: | --- |",
+    "client CPU µs/msg | server CPU µs/msg | server msgs out/in | client CPU | server CPU | " +
+    "others | notes |",
+    "| --- | --: | --- | --: | --: | --: | --: | --: | --: | --: | --: | --- |",
   ];
   for (const x of summaries) {
     out.push(
@@ -424,6 +436,7 @@ function loadTable(summaries: LoadSummary[], ratios: Ratio[], s: Settings): stri
           fixed(2)(x.p99),
           fixed(2)(x.cpuUsPerMsg),
           fixed(2)(x.serverUsPerMsg),
+          fixed(3)(x.outPerIn),
           percent(x.clientCpu),
           percent(x.serverCpu),
           percent(x.otherCpu),
@@ -557,6 +570,8 @@ async function main(): Promise<void> {
   console.log(
     "\nLatency: from a message's send to its acknowledgement, every message of the window. " +
       "Client CPU: the client process's own (process.cpuUsage), per acknowledged message. " +
+      "Server msgs out/in: data messages the server sent per message received (acknowledgements; " +
+      "below 1 where they are cumulative). " +
       "Others: busy CPU of the rest of the machine during the window (interrupts included).",
   );
   const failures = [
