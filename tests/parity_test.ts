@@ -212,8 +212,6 @@ function exchange(port: number, request: string): Promise<string> {
   );
 }
 
-const get = (path: string, method = "GET") => `${method} ${path} HTTP/1.1\r\nHost: x\r\n\r\n`;
-
 test("parity: responses from fetch are the same bytes on every runtime, on one connection", async () => {
   const encoder = new TextEncoder();
   const responses: Record<string, () => Response> = {

@@ -255,6 +255,11 @@ export class HttpConnection<T> implements TransportHandler {
         message: "Bad request: the connection ended inside the request body",
         headers: [],
       });
+    } else if (ex.started) {
+      // Mid-response: the client is gone, as far as a stream (server-sent events) can tell.
+      ex.failed = true;
+      ex.reader?.cancel().catch(noop);
+      this.#close();
     } else {
       // The response still goes out (a client may half-close after its request); then close.
       ex.keepAlive = false;
