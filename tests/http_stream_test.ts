@@ -497,3 +497,24 @@ test("stream: a body echoed as it arrives (full duplex through new Response(requ
     });
   });
 });
+
+test("stream: a response whose body was already read gets 500 and the error handler hears why", async () => {
+  const errors = new Queue<unknown>();
+  await withServer({
+    async fetch() {
+      const response = new Response("read twice");
+      await response.text();
+      return response;
+    },
+    error: (error) => errors.push(error),
+  }, async ({ port }) => {
+    await withClient(port, async (client) => {
+      await client.write(httpRequest("GET", "/"));
+      assert.equal((await client.response()).status, 500);
+      assert.ok(await errors.next("the error") instanceof TypeError);
+      // The connection serves on.
+      await client.write(httpRequest("GET", "/"));
+      assert.equal((await client.response()).status, 500);
+    });
+  });
+});

@@ -457,7 +457,8 @@ export class HttpConnection<T> implements TransportHandler {
     const body = ex.bodyDone || head.method === "GET" || head.method === "HEAD"
       ? undefined
       : this.#bodyStream(ex);
-    this.#answer(ex, url, body);
+    // Whatever escapes (a body already used, say) fails this exchange, not the process.
+    this.#answer(ex, url, body).catch((error) => this.#streamFailed(ex, error));
     return parser.rest;
   }
 
@@ -581,7 +582,11 @@ export class HttpConnection<T> implements TransportHandler {
 
   // Answering
 
-  async #answer(ex: Exchange, url: URL, body: ReadableStream<Uint8Array> | undefined) {
+  async #answer(
+    ex: Exchange,
+    url: URL,
+    body: ReadableStream<Uint8Array> | undefined,
+  ): Promise<void> {
     const options = this.#options;
     let response: Response | undefined;
     try {
@@ -860,7 +865,8 @@ export class HttpConnection<T> implements TransportHandler {
   /** The request and its response are complete: read the next request. */
   #finish(): void {
     this.#exchange = undefined;
-    this.#idleAt = this.#server.now;
+    // The exact time (the server's clock is coarse): the idle timeout never fires early.
+    this.#idleAt = Date.now();
     this.#server.counters.httpIdle++;
     this.#run();
   }
