@@ -290,6 +290,17 @@ export class RawClient {
     return this.#response;
   }
 
+  /**
+   * Reads another HTTP response on this connection (a persistent one): the next `response()`
+   * waits for it. Call it once the previous response was read whole.
+   */
+  expectResponse(): void {
+    this.#state = HTTP;
+    this.#response = undefined;
+    this.#bodyLength = -1;
+    this.#receive(new Uint8Array(0));
+  }
+
   /** The next frame from the server; rejects if the connection closes first. */
   async nextFrame(ms = WAIT_MS): Promise<Frame> {
     await this.#until(() => this.#frames.length !== this.#framesHead, "a frame", ms);

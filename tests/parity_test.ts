@@ -9,6 +9,7 @@ import net from "node:net";
 import { SendStatus, type ServerWebSocket, WebSocketError } from "../mod.ts";
 import { Op, parseClose, type RawClient, text, upgradeRequest, within } from "./_client.ts";
 import { Queue, withServer } from "./_harness.ts";
+import { HttpClient } from "./_http_client.ts";
 
 test("parity: sends in open are Sent, with nothing buffered, the 101 leaving with them", async () => {
   const seen = new Queue<{ before: number; statuses: SendStatus[]; after: number }>();
@@ -211,13 +212,13 @@ function exchange(port: number, request: string): Promise<string> {
   );
 }
 
-const get = (path: string, method = "GET") => `${method} ${path} HTTP/1.1\r\nHost: x\r\n\r\n`;
-
-test("parity: responses from fetch are the same bytes on every runtime", async () => {
+test("parity: responses from fetch are the same bytes on every runtime, on one connection", async () => {
+  const encoder = new TextEncoder();
   const responses: Record<string, () => Response> = {
     "/string": () => new Response("hi"),
     "/bytes": () => new Response(new Uint8Array([1])),
     "/empty": () => new Response(null, { status: 204 }),
+    "/null": () => new Response(null),
     "/headers": () => {
       const headers = new Headers([["X-B", "1"], ["Set-Cookie", "a=1"], ["x-a", "2"]]);
       headers.append("Set-Cookie", "b=2");
@@ -225,6 +226,31 @@ test("parity: responses from fetch are the same bytes on every runtime", async (
     },
     "/typed": () =>
       new Response(new Uint8Array([0x89, 0x50]), { headers: { "Content-Type": "image/png" } }),
+    "/json": () => Response.json({ ok: true }, { headers: { "Content-Type": "application/json" } }),
+    // A stream that has it all queued: read whole, so it gets a Content-Length (and, being
+    // text without a type, the type of a string).
+    "/queued": () =>
+      new Response(
+        new ReadableStream({
+          start(controller) {
+            controller.enqueue(encoder.encode("ab"));
+            controller.enqueue(encoder.encode("c"));
+            controller.close();
+          },
+        }),
+      ),
+    // A stream whose producer is slower: chunked, chunk by chunk.
+    "/stream": () =>
+      new Response(
+        new ReadableStream({
+          async pull(controller) {
+            await new Promise((resolve) => setTimeout(resolve, 5));
+            controller.enqueue(encoder.encode("tick"));
+            controller.close();
+          },
+        }),
+        { headers: { "Content-Type": "text/event-stream" } },
+      ),
   };
   await withServer({
     heartbeat: false,
@@ -232,33 +258,72 @@ test("parity: responses from fetch are the same bytes on every runtime", async (
       return responses[new URL(request.url).pathname]?.();
     },
   }, async ({ port }) => {
-    const head = "HTTP/1.1 200 OK\r\nConnection: close\r\n";
-    assert.equal(
-      await exchange(port, get("/string")),
-      head + "Content-Length: 2\r\ncontent-type: text/plain;charset=UTF-8\r\n\r\nhi",
-    );
-    assert.equal(await exchange(port, get("/bytes")), head + "Content-Length: 1\r\n\r\n\x01");
-    // RFC 9110 §8.6: a 204 has no Content-Length.
-    assert.equal(
-      await exchange(port, get("/empty")),
-      "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n",
-    );
-    // Headers sorted by name, Set-Cookie in place.
-    assert.equal(
-      await exchange(port, get("/headers")),
-      "HTTP/1.1 201 Created\r\nConnection: close\r\nContent-Length: 3\r\n" +
-        "content-type: text/plain;charset=UTF-8\r\nset-cookie: a=1\r\nset-cookie: b=2\r\n" +
-        "x-a: 2\r\nx-b: 1\r\n\r\n<p>",
-    );
-    assert.equal(
-      await exchange(port, get("/typed")),
-      head + "Content-Length: 2\r\ncontent-type: image/png\r\n\r\n\x89\x50",
-    );
-    // HEAD: the GET response's head, Content-Type included, and no body.
-    assert.equal(
-      await exchange(port, get("/string", "HEAD")),
-      head + "Content-Length: 2\r\ncontent-type: text/plain;charset=UTF-8\r\n\r\n",
-    );
+    const client = await HttpClient.connect(port);
+    try {
+      /** The next response's bytes, its Date's value replaced (it is checked apart). */
+      const next = async (path: string, method = "GET"): Promise<string> => {
+        await client.write(`${method} ${path} HTTP/1.1\r\nHost: x\r\n\r\n`);
+        const { raw } = await client.response({ head: method === "HEAD" });
+        const date = /\r\nDate: ([^\r]*)\r\n/.exec(raw);
+        assert.ok(date !== null, `a Date header in ${JSON.stringify(raw)}`);
+        assert.ok(Math.abs(Date.parse(date[1]) - Date.now()) < 5000, date[1]);
+        return raw.replace(date[1], "<date>");
+      };
+      const ok = "HTTP/1.1 200 OK\r\n";
+      const date = "Date: <date>\r\n";
+      assert.equal(
+        await next("/string"),
+        ok + "Content-Length: 2\r\n" + date + "content-type: text/plain;charset=UTF-8\r\n\r\nhi",
+      );
+      assert.equal(await next("/bytes"), ok + "Content-Length: 1\r\n" + date + "\r\n\x01");
+      // RFC 9110 §8.6: a 204 has no Content-Length.
+      assert.equal(await next("/empty"), "HTTP/1.1 204 No Content\r\n" + date + "\r\n");
+      assert.equal(await next("/null"), ok + "Content-Length: 0\r\n" + date + "\r\n");
+      // Headers sorted by name, Set-Cookie in place.
+      assert.equal(
+        await next("/headers"),
+        "HTTP/1.1 201 Created\r\nContent-Length: 3\r\n" + date +
+          "content-type: text/plain;charset=UTF-8\r\nset-cookie: a=1\r\nset-cookie: b=2\r\n" +
+          "x-a: 2\r\nx-b: 1\r\n\r\n<p>",
+      );
+      assert.equal(
+        await next("/typed"),
+        ok + "Content-Length: 2\r\n" + date + "content-type: image/png\r\n\r\n\x89\x50",
+      );
+      assert.equal(
+        await next("/json"),
+        ok + "Content-Length: 11\r\n" + date + 'content-type: application/json\r\n\r\n{"ok":true}',
+      );
+      // Read whole and text: typed as a string body would be, on every runtime.
+      assert.equal(
+        await next("/queued"),
+        ok + "Content-Length: 3\r\n" + date + "content-type: text/plain;charset=UTF-8\r\n\r\nabc",
+      );
+      assert.equal(
+        await next("/stream"),
+        ok + "Transfer-Encoding: chunked\r\n" + date +
+          "content-type: text/event-stream\r\n\r\n4\r\ntick\r\n0\r\n\r\n",
+      );
+      // HEAD: the GET response's head, Content-Type included, and no body.
+      assert.equal(
+        await next("/string", "HEAD"),
+        ok + "Content-Length: 2\r\n" + date + "content-type: text/plain;charset=UTF-8\r\n\r\n",
+      );
+      // The server's own answers.
+      assert.equal(
+        await next("/nothing"),
+        "HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n" + date +
+          "content-type: text/plain; charset=utf-8\r\n\r\nNot found",
+      );
+      assert.equal(
+        await next("/string HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\nX: 1", "POST"),
+        "HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 41\r\n" + date +
+          "content-type: text/plain; charset=utf-8\r\n\r\nBad request: more than one Content-Length",
+      );
+    } finally {
+      client.destroy();
+      await client.closed;
+    }
   });
 });
 

@@ -244,14 +244,18 @@ test("stats: plain HTTP responses are counted by status apart from refused upgra
     error: (error) => errors.push(error),
   }, async (harness) => {
     const { server } = harness;
-    const get = (path: string) => `GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`;
+    // Each asks to close after its response, so that `refused` sees the close.
+    const get = (path: string) => `GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`;
     assert.equal(await refused(harness, get("/ok")), 200);
     assert.equal(await refused(harness, get("/ok")), 200);
     assert.equal(await refused(harness, get("/missing")), 404);
     assert.equal(await refused(harness, get("/boom")), 500);
     assert.equal((await errors.next("the fetch error") as Error).message, "boom");
     assert.equal(
-      await refused(harness, "POST /ok HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"),
+      await refused(
+        harness,
+        "POST /ok HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+      ),
       501,
     );
     assert.equal(await refused(harness, upgradeRequest({ path: "/private" })), 401);

@@ -232,6 +232,8 @@ class HeadReader {
   status = 0;
   headers: Array<[name: string, value: string]> = [];
   rest: Uint8Array = EMPTY;
+  /** A request line ended with a bare LF (RFC 9112 §2.2 lets a server take it). */
+  bareLf = false;
   /** Why the head failed: BAD, HEAD_SIZE, HEADER_COUNT or a *_LINE_LENGTH. */
   failure = BAD;
   /** How a BAD head is malformed, e.g. "a CR not followed by LF". */
@@ -242,6 +244,11 @@ class HeadReader {
     this.maxHeaders = checkLimit(parser, "maxHeaders", limits?.maxHeaders ?? 100, 0);
     this.maxLineLength = checkLimit(parser, "maxLineLength", limits?.maxLineLength ?? 4096, 1);
     this.#response = response;
+  }
+
+  /** Bytes of the head read so far (all of it once complete). */
+  get size(): number {
+    return this.#consumed;
   }
 
   /** Whether push() returned 1 or -1: another push is misuse. */
@@ -371,6 +378,8 @@ class HeadReader {
         next++;
       } else if (this.#response) {
         return this.#fail(BAD, "an LF not preceded by CR");
+      } else {
+        this.bareLf = true;
       }
       if (this.#state === HEADERS) {
         this.#state = DONE;
@@ -429,6 +438,7 @@ class HeadReader {
     if (lineEnd - start > this.maxLineLength) return this.#failLineLength();
     const version = this.#version(bytes, versionStart, lineEnd, "request line");
     if (version === FAIL) return FAIL;
+    if (bytes[lineEnd] === LF) this.bareLf = true;
     addRecord(version | (high & 0x80 ? F_HIGH : 0), start, methodEnd, targetStart, targetEnd);
     this.#state = HEADERS;
     return next;
@@ -585,6 +595,7 @@ class HeadReader {
     const next = afterLineEnd(bytes, i, stop, this.#response);
     if (next < 0) return next === INCOMPLETE ? INCOMPLETE : this.#badValueEnd(next);
     if (i - start > this.maxLineLength) return this.#failLineLength();
+    if (bytes[i] === LF) this.bareLf = true;
     addRecord(F_HEADER | (upper & F_UPPER) | high, start, nameEnd, valueStart, valueEnd);
     this.#count++;
     return next;
@@ -808,6 +819,43 @@ export class RequestHeadParser {
    */
   get rest(): Uint8Array {
     return this.#reader.rest;
+  }
+
+  /**
+   * The bytes of the head read so far: all of them (empty lines before the request line
+   * included) once {@linkcode RequestHeadParser.push} returned 1.
+   *
+   * @returns The head's size in bytes.
+   *
+   * @example
+   * ```ts
+   * import { RequestHeadParser } from "./http1.ts";
+   * const parser = new RequestHeadParser();
+   * parser.push(new TextEncoder().encode("GET / HTTP/1.1\r\nHost: a\r\n\r\nxyz"));
+   * console.log(parser.size); // 27
+   * ```
+   */
+  get size(): number {
+    return this.#reader.size;
+  }
+
+  /**
+   * Whether a line of the head ended with a bare LF rather than CRLF. RFC 9112 §2.2 lets a
+   * server accept one, and the upgrade handshake does; a request whose body a proxy in front
+   * might frame differently (plain HTTP) is safer refused.
+   *
+   * @returns `true` if a bare LF ended a line.
+   *
+   * @example
+   * ```ts
+   * import { RequestHeadParser } from "./http1.ts";
+   * const parser = new RequestHeadParser();
+   * parser.push(new TextEncoder().encode("GET / HTTP/1.1\nHost: a\r\n\r\n"));
+   * console.log(parser.bareLineFeed); // true
+   * ```
+   */
+  get bareLineFeed(): boolean {
+    return this.#reader.bareLf;
   }
 
   /**
@@ -1225,6 +1273,7 @@ const REASONS: Record<number, string> = {
   410: "Gone",
   413: "Content Too Large",
   414: "URI Too Long",
+  417: "Expectation Failed",
   426: "Upgrade Required",
   429: "Too Many Requests",
   431: "Request Header Fields Too Large",
@@ -1380,3 +1429,594 @@ export class ChunkedDecoder {
     }
   }
 }
+
+// ---------------------------------------------------------------------------------------------
+// A request's message framing (RFC 9112 §6, §9.3; RFC 9110 §10.1.1)
+
+/** How a request's body is delimited and what the connection does after it. */
+export interface RequestFraming {
+  /** The body's length from Content-Length (0 without one), or -1 for a chunked body. */
+  length: number;
+  /**
+   * The connection may carry another request after the response: HTTP/1.1 unless the request
+   * says `Connection: close`, HTTP/1.0 only with `Connection: keep-alive` (RFC 9112 §9.3).
+   */
+  keepAlive: boolean;
+  /** An HTTP/1.1 request with `Expect: 100-continue`: the client waits before its body. */
+  expectContinue: boolean;
+}
+
+/** The comma-separated elements of the values of header `name`, trimmed, empty ones dropped. */
+function listElements(headers: Array<[string, string]>, name: string): string[] {
+  const elements: string[] = [];
+  for (const [field, value] of headers) {
+    if (field !== name) continue;
+    for (const element of value.split(",")) {
+      const trimmed = element.trim();
+      if (trimmed !== "") elements.push(trimmed);
+    }
+  }
+  return elements;
+}
+
+/**
+ * Reads how a request's body is framed, refusing every framing that two HTTP implementations
+ * could read differently (request smuggling): Content-Length with Transfer-Encoding, more than
+ * one Content-Length (even with equal values), a Content-Length that is not digits,
+ * Transfer-Encoding in an HTTP/1.0 request, or one whose last coding is not `chunked` (400);
+ * a transfer coding other than `chunked` before it (501); an expectation other than
+ * `100-continue` (417).
+ *
+ * @param head The request head.
+ * @returns The framing, or the refusal to answer with (the connection then closes).
+ *
+ * @example
+ * ```ts
+ * import { RequestHeadParser, requestFraming } from "./http1.ts";
+ * const parser = new RequestHeadParser();
+ * parser.push(new TextEncoder().encode(
+ *   "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+ * ));
+ * console.log(requestFraming(parser.head!));
+ * // { status: 400, message: "Bad request: both Content-Length and Transfer-Encoding", headers: [] }
+ * ```
+ */
+export function requestFraming(head: RequestHead): RequestFraming | HandshakeRefusal {
+  const headers = head.headers;
+  const http10 = head.version === "HTTP/1.0";
+  let lengthValue: string | undefined;
+  let lengths = 0;
+  let codings = false;
+  let expect = false;
+  let connection = false;
+  for (let i = 0; i < headers.length; i++) {
+    const name = headers[i][0];
+    if (name === "content-length") {
+      lengths++;
+      lengthValue = headers[i][1];
+    } else if (name === "transfer-encoding") codings = true;
+    else if (name === "expect") expect = true;
+    else if (name === "connection") connection = true;
+  }
+  const bad = (why: string, status = 400): HandshakeRefusal => ({
+    status,
+    message: status === 400 ? `Bad request: ${why}` : why,
+    headers: [],
+  });
+  let length = 0;
+  if (codings) {
+    // RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 means faulty framing; §6.3: with
+    // Content-Length it is a likely smuggling attempt, and chunked must come last.
+    if (http10) return bad("Transfer-Encoding in an HTTP/1.0 request");
+    if (lengths !== 0) return bad("both Content-Length and Transfer-Encoding");
+    const list = listElements(headers, "transfer-encoding").map((coding) => coding.toLowerCase());
+    if (list.length === 0) return bad("an empty Transfer-Encoding");
+    if (list[list.length - 1] !== "chunked") {
+      return bad("the last transfer coding is not chunked");
+    }
+    // RFC 9112 §7.1: chunked MUST NOT be applied more than once.
+    if (list.indexOf("chunked") !== list.length - 1) {
+      return bad("chunked is applied more than once");
+    }
+    // RFC 9112 §6.1: a transfer coding the server does not understand gets 501.
+    if (list.length > 1) {
+      return bad(`Not implemented: the transfer coding "${list[0]}" is not supported`, 501);
+    }
+    length = -1;
+  } else if (lengths !== 0) {
+    // RFC 9110 §8.6 lets a recipient take repeated equal values; two lines are refused all
+    // the same, as a proxy in front may have read either one.
+    if (lengths > 1) return bad("more than one Content-Length");
+    const value = lengthValue!;
+    if (!/^[0-9]+$/.test(value)) return bad("invalid Content-Length");
+    length = value.length > 15 ? Infinity : Number(value);
+  }
+  let expectContinue = false;
+  if (expect && !http10) {
+    // RFC 9110 §10.1.1: 417 for an expectation the server cannot meet; an HTTP/1.0 request's
+    // 100-continue is ignored.
+    const list = listElements(headers, "expect");
+    if (list.length !== 1 || list[0].toLowerCase() !== "100-continue") {
+      return bad("Expectation failed: only 100-continue is supported", 417);
+    }
+    expectContinue = true;
+  }
+  let keepAlive = !http10;
+  if (connection) {
+    for (const option of listElements(headers, "connection")) {
+      const lower = option.toLowerCase();
+      if (lower === "close") {
+        keepAlive = false;
+        break;
+      }
+      if (lower === "keep-alive" && http10) keepAlive = true;
+    }
+  }
+  return { length, keepAlive, expectContinue };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Chunked request bodies, strictly (RFC 9112 §7.1)
+
+/** Hex digit values; -1 for any other byte. */
+const HEX = new Int8Array(256).fill(-1);
+for (let c = 0; c < 10; c++) HEX[0x30 + c] = c;
+for (let c = 0; c < 6; c++) HEX[0x41 + c] = HEX[0x61 + c] = 10 + c;
+
+const DQUOTE = 0x22;
+const SEMICOLON = 0x3b;
+const EQUALS = 0x3d;
+const BACKSLASH = 0x5c;
+
+// The states of a ChunkedBodyParser.
+const B_SIZE_FIRST = 0; // the first hex digit of a chunk-size
+const B_SIZE = 1; // more hex digits, ";", BWS or CR
+const B_EXT_SEMI = 2; // BWS seen: more BWS or ";"
+const B_EXT_NAME_START = 3; // after ";": BWS or the first tchar of a chunk-ext-name
+const B_EXT_NAME = 4; // in a chunk-ext-name
+const B_EXT_AFTER_NAME = 5; // BWS after a name: more BWS, "=" or ";"
+const B_EXT_VALUE_START = 6; // after "=": BWS, DQUOTE or the first tchar of a token
+const B_EXT_TOKEN = 7; // in a token value
+const B_EXT_QUOTED = 8; // in a quoted-string
+const B_EXT_QUOTED_PAIR = 9; // after a backslash in a quoted-string
+const B_EXT_AFTER_QUOTED = 10; // after the closing DQUOTE
+const B_SIZE_LF = 11; // the LF of a chunk-size line
+const B_DATA = 12; // chunk-data
+const B_DATA_CR = 13; // the CR after chunk-data
+const B_DATA_LF = 14; // the LF after chunk-data
+const B_TRAILER_START = 15; // a trailer field line, or the final CRLF
+const B_TRAILER_NAME = 16; // in a trailer field name
+const B_TRAILER_VALUE = 17; // in a trailer field value
+const B_TRAILER_LF = 18; // the LF of a trailer field line
+const B_END_LF = 19; // the LF of the final CRLF
+const B_DONE = 20;
+const B_FAILED = 21;
+
+/** Limits on a chunked body's framing and size. */
+export interface ChunkedBodyLimits {
+  /** Bytes in a chunk-size line (extensions included) without its CRLF. @default {4096} */
+  maxLineLength?: number;
+  /** Bytes in the trailer section. @default {8192} */
+  maxTrailerSize?: number;
+  /** Trailer field lines. @default {100} */
+  maxTrailers?: number;
+  /** Data bytes in the whole body; a chunk-size that would pass it fails at once (413).
+   * @default {Infinity} */
+  maxBodySize?: number;
+}
+
+/**
+ * An incremental, strict decoder of a chunked request body (RFC 9112 §7.1): bytes in as they
+ * arrive, the body's data out as views of them, nothing copied. The framing is checked byte by
+ * byte against the grammar: chunk sizes of hex digits only (no sign, prefix or whitespace, at
+ * most 2^53 − 1), chunk extensions as `;name[=token / quoted-string]` with BWS, trailer fields
+ * as header field lines (no obs-fold, no whitespace before the colon), and CRLF after every
+ * line and every chunk's data: a bare LF or CR fails. Trailer fields are checked and dropped.
+ * Any deviation fails with a 400 refusal; a body over `maxBodySize` with 413, as soon as a
+ * chunk-size says so.
+ *
+ * @example
+ * ```ts
+ * import { ChunkedBodyParser } from "./http1.ts";
+ * const parser = new ChunkedBodyParser();
+ * const data: Uint8Array[] = [];
+ * const bytes = new TextEncoder().encode("4;a=b\r\nWiki\r\n0\r\nX-T: 1\r\n\r\nnext");
+ * console.log(parser.push(bytes, data)); // 1
+ * console.log(new TextDecoder().decode(data[0]), parser.rest.length); // Wiki 4
+ * ```
+ */
+export class ChunkedBodyParser {
+  #state = B_SIZE_FIRST;
+  /** The chunk-size being read, then the data bytes left in the chunk. */
+  #size = 0;
+  /** Bytes of the current chunk-size line. */
+  #line = 0;
+  /** Bytes of the trailer section so far. */
+  #trailer = 0;
+  #trailers = 0;
+  /** Data bytes so far. */
+  #received = 0;
+  #maxLine: number;
+  #maxTrailer: number;
+  #maxTrailers: number;
+  #maxBody: number;
+  #rest: Uint8Array = EMPTY;
+  #refusal: HandshakeRefusal | undefined;
+
+  /**
+   * Creates a decoder for one chunked body.
+   *
+   * @param limits Limits on the framing and the body; each has a default.
+   *
+   * @example
+   * ```ts
+   * import { ChunkedBodyParser } from "./http1.ts";
+   * const parser = new ChunkedBodyParser({ maxBodySize: 1024 });
+   * ```
+   */
+  constructor(limits?: ChunkedBodyLimits) {
+    this.#maxLine = limits?.maxLineLength ?? 4096;
+    this.#maxTrailer = limits?.maxTrailerSize ?? 8192;
+    this.#maxTrailers = limits?.maxTrailers ?? 100;
+    this.#maxBody = limits?.maxBodySize ?? Infinity;
+  }
+
+  /**
+   * Data bytes decoded so far.
+   *
+   * @returns The count.
+   *
+   * @example
+   * ```ts
+   * import { ChunkedBodyParser } from "./http1.ts";
+   * const parser = new ChunkedBodyParser();
+   * parser.push(new TextEncoder().encode("3\r\nabc\r\n"), []);
+   * console.log(parser.received); // 3
+   * ```
+   */
+  get received(): number {
+    return this.#received;
+  }
+
+  /**
+   * The bytes after the body in the chunk that completed it (a view), once
+   * {@linkcode ChunkedBodyParser.push} returned 1: the next pipelined request.
+   *
+   * @returns The bytes after the body.
+   *
+   * @example
+   * ```ts
+   * import { ChunkedBodyParser } from "./http1.ts";
+   * const parser = new ChunkedBodyParser();
+   * parser.push(new TextEncoder().encode("0\r\n\r\nGET"), []);
+   * console.log(parser.rest.length); // 3
+   * ```
+   */
+  get rest(): Uint8Array {
+    return this.#rest;
+  }
+
+  /**
+   * Why the body was refused, once {@linkcode ChunkedBodyParser.push} returned -1: 400 for
+   * broken framing, 413 over `maxBodySize`, 431 for a trailer section over its limits.
+   *
+   * @returns The refusal, or `undefined`.
+   *
+   * @example
+   * ```ts
+   * import { ChunkedBodyParser } from "./http1.ts";
+   * const parser = new ChunkedBodyParser();
+   * parser.push(new TextEncoder().encode("-5\r\n"), []);
+   * console.log(parser.refusal?.message); // Bad request: a chunk-size that is not hex digits
+   * ```
+   */
+  get refusal(): HandshakeRefusal | undefined {
+    return this.#refusal;
+  }
+
+  /**
+   * Decodes the next bytes of the body.
+   *
+   * @param bytes What arrived.
+   * @param out Where the body's data goes, as views of `bytes`.
+   * @returns 0 for more, 1 when the body is complete ({@linkcode ChunkedBodyParser.rest}), -1
+   * when it failed ({@linkcode ChunkedBodyParser.refusal}).
+   * @throws {TypeError} If called again after it returned 1 or -1.
+   *
+   * @example
+   * ```ts
+   * import { ChunkedBodyParser } from "./http1.ts";
+   * const parser = new ChunkedBodyParser();
+   * const out: Uint8Array[] = [];
+   * console.log(parser.push(new TextEncoder().encode("2\r\nhi\r"), out), out.length); // 0 1
+   * ```
+   */
+  push(bytes: Uint8Array, out: Uint8Array[]): -1 | 0 | 1 {
+    let state = this.#state;
+    if (state >= B_DONE) throw new TypeError("Cannot push: the chunked body is already decoded");
+    const end = bytes.length;
+    let i = 0;
+    while (i < end) {
+      if (state === B_DATA) {
+        const left = this.#size;
+        const take = end - i < left ? end - i : left;
+        out.push(take === end && i === 0 ? bytes : bytes.subarray(i, i + take));
+        i += take;
+        this.#size = left - take;
+        if (left === take) state = B_DATA_CR;
+        continue;
+      }
+      const b = bytes[i++];
+      if (state <= B_SIZE_LF) {
+        if (++this.#line > this.#maxLine + 2) {
+          return this.#fail(`a chunk-size line over ${this.#maxLine} bytes`);
+        }
+      } else if (state >= B_TRAILER_START && ++this.#trailer > this.#maxTrailer) {
+        return this.#fail(
+          `Request header fields too large: the trailer section exceeds ${this.#maxTrailer} bytes`,
+          431,
+        );
+      }
+      switch (state) {
+        case B_SIZE_FIRST:
+          if (HEX[b] < 0) return this.#fail("a chunk-size that is not hex digits");
+          this.#size = HEX[b];
+          state = B_SIZE;
+          break;
+        case B_SIZE: {
+          const digit = HEX[b];
+          if (digit >= 0) {
+            if (this.#size > (Number.MAX_SAFE_INTEGER - digit) / 16) {
+              return this.#fail("a chunk-size too large");
+            }
+            this.#size = this.#size * 16 + digit;
+          } else if (b === CR) state = B_SIZE_LF;
+          else if (b === SEMICOLON) state = B_EXT_NAME_START;
+          else if (b === SP || b === HTAB) state = B_EXT_SEMI;
+          else return this.#fail(this.#lineEnd(b, "a chunk-size that is not hex digits"));
+          break;
+        }
+        case B_EXT_SEMI:
+          if (b === SEMICOLON) state = B_EXT_NAME_START;
+          else if (b !== SP && b !== HTAB) {
+            return this.#fail("whitespace after a chunk-size or extension");
+          }
+          break;
+        case B_EXT_NAME_START:
+          if (TCHAR[b] !== 0) state = B_EXT_NAME;
+          else if (b !== SP && b !== HTAB) return this.#fail("a malformed chunk extension");
+          break;
+        case B_EXT_NAME:
+          if (TCHAR[b] !== 0) break;
+          if (b === CR) state = B_SIZE_LF;
+          else if (b === EQUALS) state = B_EXT_VALUE_START;
+          else if (b === SEMICOLON) state = B_EXT_NAME_START;
+          else if (b === SP || b === HTAB) state = B_EXT_AFTER_NAME;
+          else return this.#fail(this.#lineEnd(b, "a malformed chunk extension"));
+          break;
+        case B_EXT_AFTER_NAME:
+          if (b === EQUALS) state = B_EXT_VALUE_START;
+          else if (b === SEMICOLON) state = B_EXT_NAME_START;
+          else if (b !== SP && b !== HTAB) return this.#fail("a malformed chunk extension");
+          break;
+        case B_EXT_VALUE_START:
+          if (b === DQUOTE) state = B_EXT_QUOTED;
+          else if (TCHAR[b] !== 0) state = B_EXT_TOKEN;
+          else if (b !== SP && b !== HTAB) return this.#fail("a malformed chunk extension");
+          break;
+        case B_EXT_TOKEN:
+          if (TCHAR[b] !== 0) break;
+          if (b === CR) state = B_SIZE_LF;
+          else if (b === SEMICOLON) state = B_EXT_NAME_START;
+          else if (b === SP || b === HTAB) state = B_EXT_SEMI;
+          else return this.#fail(this.#lineEnd(b, "a malformed chunk extension"));
+          break;
+        case B_EXT_QUOTED:
+          // qdtext = HTAB / SP / %x21 / %x23-5B / %x5D-7E / obs-text (RFC 9110 §5.6.4)
+          if (b === DQUOTE) state = B_EXT_AFTER_QUOTED;
+          else if (b === BACKSLASH) state = B_EXT_QUOTED_PAIR;
+          else if ((b < SP && b !== HTAB) || b === DEL) {
+            return this.#fail("a control character in a chunk extension");
+          }
+          break;
+        case B_EXT_QUOTED_PAIR:
+          if ((b < SP && b !== HTAB) || b === DEL) {
+            return this.#fail("a control character in a chunk extension");
+          }
+          state = B_EXT_QUOTED;
+          break;
+        case B_EXT_AFTER_QUOTED:
+          if (b === CR) state = B_SIZE_LF;
+          else if (b === SEMICOLON) state = B_EXT_NAME_START;
+          else if (b === SP || b === HTAB) state = B_EXT_SEMI;
+          else return this.#fail(this.#lineEnd(b, "a malformed chunk extension"));
+          break;
+        case B_SIZE_LF:
+          if (b !== LF) return this.#fail("a CR not followed by LF");
+          this.#line = 0;
+          if (this.#size === 0) {
+            state = B_TRAILER_START;
+          } else {
+            if (this.#received + this.#size > this.#maxBody) {
+              return this.#fail(
+                `The request body is too large: more than ${this.#maxBody} bytes`,
+                413,
+              );
+            }
+            this.#received += this.#size;
+            state = B_DATA;
+          }
+          break;
+        case B_DATA_CR:
+          if (b !== CR) return this.#fail("chunk data not followed by CRLF");
+          state = B_DATA_LF;
+          break;
+        case B_DATA_LF:
+          if (b !== LF) return this.#fail("chunk data not followed by CRLF");
+          state = B_SIZE_FIRST;
+          break;
+        case B_TRAILER_START:
+          if (b === CR) state = B_END_LF;
+          else if (TCHAR[b] !== 0) {
+            if (++this.#trailers > this.#maxTrailers) {
+              return this.#fail(
+                `Request header fields too large: more than ${this.#maxTrailers} trailer fields`,
+                431,
+              );
+            }
+            state = B_TRAILER_NAME;
+          } else if (b === SP || b === HTAB) {
+            return this.#fail("obsolete line folding (obs-fold) in a trailer field");
+          } else return this.#fail(this.#lineEnd(b, "a malformed trailer field"));
+          break;
+        case B_TRAILER_NAME:
+          if (TCHAR[b] !== 0) break;
+          if (b === COLON) state = B_TRAILER_VALUE;
+          else if (b === SP || b === HTAB) {
+            return this.#fail("whitespace between a trailer field name and its colon");
+          } else return this.#fail(this.#lineEnd(b, "a malformed trailer field"));
+          break;
+        case B_TRAILER_VALUE:
+          if (b === CR) state = B_TRAILER_LF;
+          else if ((b < SP && b !== HTAB) || b === DEL) {
+            return this.#fail(this.#lineEnd(b, "a control character in a trailer field value"));
+          }
+          break;
+        case B_TRAILER_LF:
+          if (b !== LF) return this.#fail("a CR not followed by LF");
+          state = B_TRAILER_START;
+          break;
+        case B_END_LF:
+          if (b !== LF) return this.#fail("a CR not followed by LF");
+          this.#state = B_DONE;
+          this.#rest = i < end ? bytes.subarray(i) : EMPTY;
+          return 1;
+      }
+    }
+    this.#state = state;
+    return 0;
+  }
+
+  /** The failure for byte `b` where a line could not end: a bare LF, or `what`. */
+  #lineEnd(b: number, what: string): string {
+    return b === LF ? "an LF not preceded by CR" : what;
+  }
+
+  #fail(why: string, status = 400): -1 {
+    this.#state = B_FAILED;
+    this.#refusal = { status, message: status === 400 ? `Bad request: ${why}` : why, headers: [] };
+    return -1;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writing responses on a persistent connection
+
+/** How {@linkcode responseHead} frames a response. */
+export interface ResponseHeadOptions {
+  /** The `Date` header's value (an IMF-fixdate, RFC 9110 §5.6.7). */
+  date: string;
+  /**
+   * The body's framing: its length (`Content-Length`), `"chunked"`
+   * (`Transfer-Encoding: chunked`), or `"none"` (neither: a 1xx, 204 or 304, or a body that
+   * the connection's close ends).
+   */
+  framing: number | "chunked" | "none";
+  /** The `Connection` header to send, if any. */
+  connection?: "close" | "keep-alive";
+}
+
+/**
+ * The head of an HTTP/1.1 response: the status line, `Connection` (if asked), the framing
+ * header, `Date`, then the given headers in their order, then the empty line.
+ *
+ * @param status An HTTP status code (100–599).
+ * @param headers The headers to send besides those above.
+ * @param options The framing, the date and the connection's fate.
+ * @returns The head's bytes.
+ * @throws {RangeError} If the status is not an integer from 100 to 599.
+ * @throws {TypeError} If a header name is not a token, or a value holds CR, LF, NUL or a
+ * character above U+00FF.
+ *
+ * @example
+ * ```ts
+ * import { responseHead } from "./http1.ts";
+ * const date = "Thu, 01 Jan 1970 00:00:00 GMT";
+ * const head = responseHead(200, [["x-a", "1"]], { date, framing: "chunked" });
+ * console.log(JSON.stringify(new TextDecoder().decode(head)));
+ * // "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nDate: Thu, 01 Jan 1970 00:00:00 GMT\r\nx-a: 1\r\n\r\n"
+ * ```
+ */
+export function responseHead(
+  status: number,
+  headers: Array<[string, string]>,
+  options: ResponseHeadOptions,
+): Uint8Array {
+  if (!Number.isInteger(status) || status < 100 || status > 599) {
+    throw new RangeError(`Cannot write the response: ${status} is not an HTTP status code`);
+  }
+  const { framing, connection } = options;
+  const text = `HTTP/1.1 ${status} ${REASONS[status] ?? ""}\r\n` +
+    (connection === undefined ? "" : `Connection: ${connection}\r\n`) +
+    (framing === "none"
+      ? ""
+      : framing === "chunked"
+      ? "Transfer-Encoding: chunked\r\n"
+      : `Content-Length: ${framing}\r\n`) +
+    `Date: ${options.date}\r\n${headerLines(headers, "the response")}\r\n`;
+  return latin1Bytes(text, 0);
+}
+
+/** `HTTP/1.1 100 Continue`, the interim response to `Expect: 100-continue` (RFC 9110 §15.2.1). */
+export const CONTINUE_RESPONSE: Uint8Array = latin1Bytes("HTTP/1.1 100 Continue\r\n\r\n", 0);
+
+/** The last chunk and the end of a chunked body without trailers (RFC 9112 §7.1). */
+export const LAST_CHUNK: Uint8Array = latin1Bytes("0\r\n\r\n", 0);
+
+/**
+ * One chunk of a chunked body: its size line, the data, and CRLF (RFC 9112 §7.1), copied into
+ * one buffer.
+ *
+ * @param data The chunk's data, not empty (an empty chunk would end the body).
+ * @returns The chunk's bytes.
+ *
+ * @example
+ * ```ts
+ * import { encodeChunk } from "./http1.ts";
+ * const chunk = encodeChunk(new TextEncoder().encode("data: tick\n\n"));
+ * console.log(JSON.stringify(new TextDecoder().decode(chunk))); // "c\r\ndata: tick\n\n\r\n"
+ * ```
+ */
+export function encodeChunk(data: Uint8Array): Uint8Array {
+  const size = data.length.toString(16);
+  const out = new Uint8Array(size.length + data.length + 4);
+  let i = 0;
+  for (; i < size.length; i++) out[i] = size.charCodeAt(i);
+  out[i++] = CR;
+  out[i++] = LF;
+  out.set(data, i);
+  i += data.length;
+  out[i++] = CR;
+  out[i] = LF;
+  return out;
+}
+
+/**
+ * The size line that starts a chunk: hex digits and CRLF (RFC 9112 §7.1). The chunk's data
+ * follows, then {@linkcode CRLF}.
+ *
+ * @param size The chunk's size, above 0.
+ * @returns The line's bytes.
+ *
+ * @example
+ * ```ts
+ * import { chunkSizeLine } from "./http1.ts";
+ * console.log(JSON.stringify(new TextDecoder().decode(chunkSizeLine(4096)))); // "1000\r\n"
+ * ```
+ */
+export function chunkSizeLine(size: number): Uint8Array {
+  return latin1Bytes(`${size.toString(16)}\r\n`, 0);
+}
+
+/** CRLF: ends a chunk's data. */
+export const CRLF: Uint8Array = new Uint8Array([CR, LF]);

@@ -8,12 +8,18 @@ import { HandshakeError } from "./errors.ts";
 import {
   checkHeaderName,
   checkHeaderValue,
+  ChunkedBodyParser,
   ChunkedDecoder,
+  chunkSizeLine,
+  encodeChunk,
   headerLines,
   type HeadLimits,
   latin1Bytes,
+  requestFraming,
+  type RequestHead,
   RequestHeadParser,
   type ResponseHead,
+  responseHead,
   ResponseHeadParser,
 } from "./http1.ts";
 
@@ -526,5 +532,289 @@ describe("ChunkedDecoder", () => {
       assert.equal(decoder.failed, true, JSON.stringify(bad.slice(0, 20)));
       assert.equal(decoder.done, false);
     }
+  });
+});
+
+describe("ChunkedBodyParser", () => {
+  const latin1 = (pieces: Uint8Array[]) =>
+    pieces.map((piece) => String.fromCharCode(...piece)).join("");
+  const wire =
+    '5;ext=1\r\nhello\r\n1 ; a = "q\\"s" ;b\r\n \r\nA\r\n0123456789\r\n0\r\nTrailer: x\r\n\r\nNEXT';
+
+  it("decodes a body fed whole, one byte at a time, and split at every offset", () => {
+    const all = bytes(wire);
+    const feeds: Uint8Array[][] = [[all], [...all].map((b) => Uint8Array.of(b))];
+    for (let cut = 0; cut <= all.length; cut++) {
+      feeds.push([all.subarray(0, cut), all.subarray(cut)]);
+    }
+    for (const feed of feeds) {
+      const parser = new ChunkedBodyParser();
+      const out: Uint8Array[] = [];
+      let status = 0;
+      let rest = "";
+      for (const piece of feed) {
+        if (status === 1) {
+          rest += latin1([piece]);
+          continue;
+        }
+        status = parser.push(piece, out);
+        if (status === 1) rest += latin1([parser.rest]);
+      }
+      assert.equal(status, 1, `fed in ${feed.length} pieces`);
+      assert.equal(latin1(out), "hello 0123456789");
+      assert.equal(rest, "NEXT");
+      assert.equal(parser.received, 16);
+    }
+  });
+
+  it("gives the data as views of the bytes it was given, without copies", () => {
+    const input = bytes("3\r\nabc\r\n");
+    const out: Uint8Array[] = [];
+    new ChunkedBodyParser().push(input, out);
+    assert.equal(out[0].buffer, input.buffer);
+  });
+
+  it("refuses every malformed framing with 400 and a reason", () => {
+    const cases: Array<[string, string]> = [
+      ["zz\r\n", "a chunk-size that is not hex digits"],
+      ["-1\r\n", "a chunk-size that is not hex digits"],
+      ["+1\r\n", "a chunk-size that is not hex digits"],
+      [" 1\r\n", "a chunk-size that is not hex digits"],
+      ["1 \r\n", "whitespace after a chunk-size or extension"],
+      ["1\n", "an LF not preceded by CR"],
+      ["1\rx", "a CR not followed by LF"],
+      ["\r\n", "a chunk-size that is not hex digits"],
+      ["20000000000000\r\n", "a chunk-size too large"],
+      ["3\r\nabcX", "chunk data not followed by CRLF"],
+      ["3\r\nabc\rX", "chunk data not followed by CRLF"],
+      ["3;\r\n", "a malformed chunk extension"],
+      ["3;a=\r\n", "a malformed chunk extension"],
+      ["3;a b\r\n", "a malformed chunk extension"],
+      ['3;a="\x01"\r\n', "a control character in a chunk extension"],
+      ['3;a="x"y\r\n', "a malformed chunk extension"],
+      ["0\r\n x: 1\r\n\r\n", "obsolete line folding (obs-fold) in a trailer field"],
+      ["0\r\nx : 1\r\n\r\n", "whitespace between a trailer field name and its colon"],
+      ["0\r\nx: \x01\r\n\r\n", "a control character in a trailer field value"],
+      ["0\r\nx: 1\n\r\n", "an LF not preceded by CR"],
+      ["0\r\n\rx", "a CR not followed by LF"],
+      [`${"0".repeat(5000)}\r\n`, "a chunk-size line over 4096 bytes"],
+    ];
+    for (const [input, why] of cases) {
+      for (const split of [false, true]) {
+        const parser = new ChunkedBodyParser();
+        const all = bytes(input);
+        let status = 0;
+        for (const piece of split ? [...all].map((b) => Uint8Array.of(b)) : [all]) {
+          status = parser.push(piece, []);
+          if (status !== 0) break;
+        }
+        assert.equal(status, -1, JSON.stringify(input.slice(0, 30)));
+        assert.deepEqual(parser.refusal, {
+          status: 400,
+          message: `Bad request: ${why}`,
+          headers: [],
+        });
+        assert.throws(() => parser.push(bytes("0"), []), {
+          name: "TypeError",
+          message: "Cannot push: the chunked body is already decoded",
+        });
+      }
+    }
+  });
+
+  it("refuses a body over maxBodySize at the chunk-size that passes it (413)", () => {
+    const parser = new ChunkedBodyParser({ maxBodySize: 10 });
+    const out: Uint8Array[] = [];
+    assert.equal(parser.push(bytes("a\r\n0123456789\r\n"), out), 0);
+    assert.equal(parser.push(bytes("1\r\n"), out), -1);
+    assert.deepEqual(parser.refusal, {
+      status: 413,
+      message: "The request body is too large: more than 10 bytes",
+      headers: [],
+    });
+  });
+
+  it("refuses a trailer section over its limits (431)", () => {
+    const big = new ChunkedBodyParser({ maxTrailerSize: 10 });
+    assert.equal(big.push(bytes("0\r\nX-Long: 12345\r\n\r\n"), []), -1);
+    assert.equal(big.refusal?.status, 431);
+    const many = new ChunkedBodyParser({ maxTrailers: 1 });
+    assert.equal(many.push(bytes("0\r\na: 1\r\nb: 2\r\n\r\n"), []), -1);
+    assert.deepEqual(many.refusal, {
+      status: 431,
+      message: "Request header fields too large: more than 1 trailer fields",
+      headers: [],
+    });
+  });
+
+  it("never throws on random bytes in random chunks, and returns only -1, 0 or 1", () => {
+    fc.assert(
+      fc.property(fc.array(fc.uint8Array({ maxLength: 40 }), { maxLength: 8 }), (chunks) => {
+        const parser = new ChunkedBodyParser();
+        for (const chunk of chunks) {
+          const status = parser.push(chunk, []);
+          assert.ok(status === -1 || status === 0 || status === 1);
+          if (status !== 0) break;
+        }
+      }),
+    );
+  });
+
+  it("decodes what encodeChunk and chunkSizeLine write", () => {
+    fc.assert(fc.property(fc.array(fc.uint8Array({ minLength: 1, maxLength: 300 })), (pieces) => {
+      const wire = concat(
+        ...pieces.map((piece, i) =>
+          i % 2 === 0
+            ? encodeChunk(piece)
+            : concat(chunkSizeLine(piece.length), piece, bytes("\r\n"))
+        ),
+        bytes("0\r\n\r\n"),
+      );
+      const out: Uint8Array[] = [];
+      assert.equal(new ChunkedBodyParser().push(wire, out), 1);
+      assert.deepEqual(concat(...out), concat(...pieces));
+    }));
+  });
+});
+
+describe("requestFraming", () => {
+  const head = (lines: string[], version = "HTTP/1.1"): RequestHead => {
+    const parser = new RequestHeadParser();
+    assert.equal(
+      parser.push(bytes(`POST / ${version}\r\n${lines.map((l) => l + "\r\n").join("")}\r\n`)),
+      1,
+    );
+    return parser.head!;
+  };
+
+  it("reads the body's length, keep-alive and 100-continue", () => {
+    assert.deepEqual(requestFraming(head([])), {
+      length: 0,
+      keepAlive: true,
+      expectContinue: false,
+    });
+    assert.deepEqual(requestFraming(head(["Content-Length: 012"])), {
+      length: 12,
+      keepAlive: true,
+      expectContinue: false,
+    });
+    assert.deepEqual(requestFraming(head(["Transfer-Encoding: Chunked", "Expect: 100-Continue"])), {
+      length: -1,
+      keepAlive: true,
+      expectContinue: true,
+    });
+    assert.deepEqual(requestFraming(head(["Connection: foo, Close"])), {
+      length: 0,
+      keepAlive: false,
+      expectContinue: false,
+    });
+    assert.equal((requestFraming(head([], "HTTP/1.0")) as { keepAlive: boolean }).keepAlive, false);
+    assert.deepEqual(
+      requestFraming(head(["Connection: keep-alive", "Expect: 100-continue"], "HTTP/1.0")),
+      {
+        length: 0,
+        keepAlive: true,
+        expectContinue: false,
+      },
+    );
+    assert.equal(
+      (requestFraming(head(["Content-Length: 1234567890123456"])) as { length: number }).length,
+      Infinity,
+    );
+  });
+
+  it("refuses framings two parsers could read differently", () => {
+    const refused: Array<[string[], number, string, string?]> = [
+      [
+        ["Content-Length: 1", "Transfer-Encoding: chunked"],
+        400,
+        "both Content-Length and Transfer-Encoding",
+      ],
+      [["Content-Length: 1", "Content-Length: 1"], 400, "more than one Content-Length"],
+      [["Content-Length: 1, 1"], 400, "invalid Content-Length"],
+      [["Content-Length: -1"], 400, "invalid Content-Length"],
+      [["Content-Length: 1 2"], 400, "invalid Content-Length"],
+      [["Transfer-Encoding: chunked, identity"], 400, "the last transfer coding is not chunked"],
+      [["Transfer-Encoding: chunked;q=1"], 400, "the last transfer coding is not chunked"],
+      [["Transfer-Encoding: xchunked"], 400, "the last transfer coding is not chunked"],
+      [
+        ["Transfer-Encoding: chunked", "Transfer-Encoding: chunked"],
+        400,
+        "chunked is applied more than once",
+      ],
+      [["Transfer-Encoding: ,"], 400, "an empty Transfer-Encoding"],
+      [
+        ["Transfer-Encoding: gzip, chunked"],
+        501,
+        'Not implemented: the transfer coding "gzip" is not supported',
+      ],
+      [["Expect: 200-ok"], 417, "Expectation failed: only 100-continue is supported"],
+      [["Expect: 100-continue, x"], 417, "Expectation failed: only 100-continue is supported"],
+    ];
+    for (const [lines, status, message] of refused) {
+      assert.deepEqual(
+        requestFraming(head(lines)),
+        { status, message: status === 400 ? `Bad request: ${message}` : message, headers: [] },
+        lines.join(" | "),
+      );
+    }
+    assert.deepEqual(requestFraming(head(["Transfer-Encoding: chunked"], "HTTP/1.0")), {
+      status: 400,
+      message: "Bad request: Transfer-Encoding in an HTTP/1.0 request",
+      headers: [],
+    });
+  });
+});
+
+describe("request heads: size and bare line feeds", () => {
+  it("reports the head's size and whether a bare LF ended a line", () => {
+    for (
+      const [text, bare] of [
+        ["GET / HTTP/1.1\r\nHost: a\r\n\r\n", false],
+        ["GET / HTTP/1.1\nHost: a\r\n\r\n", true],
+        ["GET / HTTP/1.1\r\nHost: a\n\r\n", true],
+        ["GET / HTTP/1.1\r\nHost: a\r\n\n", true],
+      ] as const
+    ) {
+      const parser = new RequestHeadParser();
+      assert.equal(parser.push(bytes(text + "rest")), 1);
+      assert.equal(parser.size, text.length);
+      assert.equal(parser.bareLineFeed, bare, JSON.stringify(text));
+    }
+  });
+});
+
+describe("responseHead", () => {
+  it("writes the status line, Connection, the framing, Date, then the headers in order", () => {
+    const date = "Thu, 01 Jan 1970 00:00:00 GMT";
+    const text = (head: Uint8Array) => String.fromCharCode(...head);
+    assert.equal(
+      text(responseHead(200, [["x-b", "1"], ["x-a", "2"]], { date, framing: 5 })),
+      `HTTP/1.1 200 OK\r\nContent-Length: 5\r\nDate: ${date}\r\nx-b: 1\r\nx-a: 2\r\n\r\n`,
+    );
+    assert.equal(
+      text(responseHead(404, [], { date, framing: "chunked", connection: "close" })),
+      `HTTP/1.1 404 Not Found\r\nConnection: close\r\nTransfer-Encoding: chunked\r\nDate: ${date}\r\n\r\n`,
+    );
+    assert.equal(
+      text(responseHead(204, [], { date, framing: "none", connection: "keep-alive" })),
+      `HTTP/1.1 204 No Content\r\nConnection: keep-alive\r\nDate: ${date}\r\n\r\n`,
+    );
+    assert.throws(() => responseHead(99, [], { date, framing: 0 }), {
+      name: "RangeError",
+      message: "Cannot write the response: 99 is not an HTTP status code",
+    });
+    assert.throws(() => responseHead(200, [["bad name", "1"]], { date, framing: 0 }), {
+      name: "TypeError",
+      message: 'Cannot write the response: header name "bad name" is not a token',
+    });
+  });
+
+  it("frames a chunk with its size in hex", () => {
+    assert.equal(
+      String.fromCharCode(...encodeChunk(bytes("0123456789abcdefg"))),
+      "11\r\n0123456789abcdefg\r\n",
+    );
+    assert.equal(String.fromCharCode(...chunkSizeLine(255)), "ff\r\n");
   });
 });

@@ -1,7 +1,8 @@
 /**
  * A new TCP connection on the server, until its request is read and decided: an accepted
- * upgrade goes to a {@linkcode ServerConnection}, anything else (a refusal, a plain HTTP
- * request) to an {@linkcode HttpResponder}. The transport changes hands there.
+ * upgrade goes to a {@linkcode ServerConnection}, a plain HTTP request to an
+ * {@linkcode HttpConnection}, a refusal to an {@linkcode HttpResponder}. The transport changes
+ * hands there. A plain HTTP connection hands an upgrade request back to a new handshake phase.
  *
  * @module
  */
@@ -18,12 +19,14 @@ import {
   type AcceptResponseOptions,
   type HandshakeRefusal,
   isRefusal,
+  type RequestHead,
   RequestHeadParser,
   type UpgradeRequestInfo,
   validateUpgradeRequest,
 } from "../protocol/handshake.ts";
 import { checkUpgradeResult, isThenable, type UpgradeDecision } from "./_hook_result.ts";
 import { clientAddress } from "./forwarded.ts";
+import { HttpConnection, isPlainRequest } from "./http_connection.ts";
 import { HttpResponder } from "./http_responder.ts";
 import { ServerConnection } from "./server_connection.ts";
 import type { ResolvedOptions, ServerCore } from "./server_core.ts";
@@ -159,17 +162,33 @@ export class HandshakePhase<T> implements TransportHandler {
     }
     const head = parser.head!;
     const options = this.#options;
+    if (
+      (options.fetch !== undefined || options.metricsPath !== undefined) &&
+      isPlainRequest(options, head)
+    ) {
+      this.#serveHttp(parser);
+      return;
+    }
+    this.#handshake(head, parser.rest);
+  }
+
+  /**
+   * Takes over a plain HTTP connection whose next request is an upgrade request (or one only
+   * the upgrade checks answer), its head already read.
+   *
+   * @param head The request head.
+   * @param rest The bytes that came after it.
+   */
+  takeHead(head: RequestHead, rest: Uint8Array): void {
+    this.#head = undefined;
+    this.#handshake(head, rest);
+  }
+
+  /** Checks an upgrade request, then asks the upgrade hook. */
+  #handshake(head: RequestHead, rest: Uint8Array): void {
+    const options = this.#options;
     if (options.trustedProxy !== undefined) {
       this.#address = clientAddress(this.#address, head.headers, options.trustedProxy);
-    }
-    if (
-      (options.fetch !== undefined ||
-        (options.metricsPath !== undefined &&
-          head.target.split("?", 1)[0] === options.metricsPath)) &&
-      !head.headers.some(([name]) => name === "upgrade")
-    ) {
-      this.#respondWith(true).serve(head, parser.rest);
-      return;
     }
     const info = validateUpgradeRequest(head);
     if (isRefusal(info)) {
@@ -200,7 +219,6 @@ export class HandshakePhase<T> implements TransportHandler {
       }
       this.#deflate = negotiateDeflate(offers, deflate.negotiation);
     }
-    const rest = parser.rest;
     this.#pending = rest.length === 0 ? [] : [rest];
     const hook = options.upgrade;
     if (hook === undefined) {
@@ -250,7 +268,7 @@ export class HandshakePhase<T> implements TransportHandler {
     }
     if (decision instanceof Response) {
       this.#server.refused(decision.status);
-      this.#respondWith(false).respond(decision);
+      this.#respondWith().respond(decision);
       return;
     }
     this.#accept(info, decision);
@@ -316,24 +334,28 @@ export class HandshakePhase<T> implements TransportHandler {
     connection.start(ws, pending, () => this.#server.opened(connection));
   }
 
-  /** Hands the connection to a responder for one HTTP response. */
-  #respondWith(plainHttp: boolean): HttpResponder<T> {
+  /** Hands the connection to the plain HTTP side, its first request read. */
+  #serveHttp(parser: RequestHeadParser): void {
+    this.#pending = undefined;
+    clearTimeout(this.#timer);
+    const http = new HttpConnection<T>(this.#server, this.transport);
+    this.transport.setHandler(http);
+    this.#server.handOver(this, http);
+    http.serve(parser);
+  }
+
+  /** Hands the connection to a responder for one HTTP response (a refusal). */
+  #respondWith(): HttpResponder<T> {
     this.#pending = undefined; // No longer in the handshake: later bytes are ignored.
     clearTimeout(this.#timer);
-    const responder = new HttpResponder<T>(
-      this.#server,
-      this.transport,
-      this.#acceptedAt,
-      this.#address,
-      plainHttp,
-    );
+    const responder = new HttpResponder<T>(this.#server, this.transport);
     this.transport.setHandler(responder);
     this.#server.handOver(this, responder);
     return responder;
   }
 
   #refuse(refusal: HandshakeRefusal): void {
-    this.#respondWith(false).refuse(refusal);
+    this.#respondWith().refuse(refusal);
   }
 
   #hookFailed(error: unknown): void {

@@ -224,19 +224,28 @@ export interface ServeBaseOptions<T = undefined> {
   protocols?: string[];
   /**
    * Answers plain HTTP requests (those without an `Upgrade` header) on the same port: health
-   * checks, a static page, an API. Returning nothing (`undefined` or `null`) answers 404;
-   * throwing, or returning anything but a `Response`, answers 500 and reports the error. Each
-   * response closes its connection (`Connection: close`). Request bodies need a Content-Length
-   * (chunked requests get 501) of at most `maxRequestBodySize` (413 above it). Without this
-   * handler such requests get 426 Upgrade Required.
+   * checks, pages, an API, a framework's `app.fetch`. Returning nothing (`undefined` or `null`)
+   * answers 404; throwing, or returning anything but a `Response`, answers 500 and reports the
+   * error. Without this handler such requests get 426 Upgrade Required.
    *
-   * A response (here or from the upgrade hook) is written with its body read whole, our
-   * `Content-Length`, and its headers sorted by name: the same bytes on every runtime. Its
-   * Content-Type is the Fetch standard's: `new Response("text")` has
-   * `text/plain;charset=UTF-8`, bytes and streams none. A runtime that leaves a body's type
-   * out of `response.headers` and cannot tell a string from bytes (Bun) gets that type for a
-   * body that is text (valid UTF-8 without control bytes) and none otherwise; set
-   * Content-Type yourself to be sure.
+   * Connections are persistent (HTTP/1.1 keep-alive; HTTP/1.0 with `Connection: keep-alive`),
+   * up to `maxRequestsPerConnection` requests, closed after `keepAliveTimeout` idle; pipelined
+   * requests are answered in order, one at a time; an upgrade request on the connection
+   * turns it into a WebSocket. `request.body` streams as it arrives, Content-Length or
+   * chunked, at most `maxRequestBodySize` bytes (413), and `Expect: 100-continue` is answered
+   * when the handler first reads it. A request whose framing two implementations could read
+   * differently (request smuggling) gets 400 and its connection closes.
+   *
+   * A response body that is read whole within a few microtasks (a string, bytes, a Blob, a
+   * stream that has it all queued; up to about 1 MiB) goes out with our `Content-Length`;
+   * any other `ReadableStream` goes out as it is produced, chunked (or with the
+   * Content-Length it set), read only as fast as the client takes it: server-sent events and
+   * large downloads work. Responses carry `Date` and the response's headers sorted by name:
+   * the same bytes on every runtime. Its Content-Type is its own, or for a body read whole
+   * that is text (valid UTF-8 without control bytes) the Fetch standard's type of a string,
+   * `text/plain;charset=UTF-8` (a runtime may leave that type out of `response.headers`, and
+   * the body cannot tell a string from bytes), else none; set Content-Type yourself to be
+   * sure. The upgrade hook's `Response` is read whole and closes its connection.
    */
   fetch?(
     request: Request,
@@ -248,9 +257,24 @@ export interface ServeBaseOptions<T = undefined> {
    * it (it shows traffic figures). @default {undefined}
    */
   metricsPath?: string;
-  /** Bytes of a plain HTTP request body the `fetch` handler may get (413 above).
-   * @default {1048576} */
+  /**
+   * Bytes of a plain HTTP request body (after chunked decoding) the server takes. A larger
+   * Content-Length gets 413 before `fetch` runs; a chunked body gets 413 as soon as a chunk
+   * would take it past this (the body stream errors, and the connection closes). Bodies stream:
+   * this bounds what a request may send, not what the server holds at once.
+   * @default {1048576}
+   */
   maxRequestBodySize?: number;
+  /**
+   * Milliseconds a plain HTTP connection may wait, idle, for its next request before the
+   * server closes it. @default {5000}
+   */
+  keepAliveTimeout?: number;
+  /**
+   * Requests one plain HTTP connection may carry: the last response says
+   * `Connection: close`. 1 turns keep-alive off. @default {1000}
+   */
+  maxRequestsPerConnection?: number;
   /** A connection is open. */
   open?(ws: ServerWebSocket<T>): void | Promise<void>;
   /**
@@ -360,7 +384,9 @@ export interface ServeBaseOptions<T = undefined> {
   /**
    * Milliseconds a client has from TCP connect to a complete request head (and the upgrade
    * hook's answer); after it the connection is dropped. Stops slowloris clients from holding
-   * sockets. 0 disables. @default {10000}
+   * sockets. It also bounds a later request head on a persistent connection (from its first
+   * byte, 408) and a pause in a request body's arrival (408, or the connection is dropped
+   * once the response has begun). 0 disables. @default {10000}
    */
   handshakeTimeout?: number;
   /**

@@ -88,6 +88,94 @@ export function responseHeaders(
   return list.sort((a, b) => a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0);
 }
 
+/** A `fetch` response's headers, as a persistent connection writes them. */
+export interface PlainResponseHeaders {
+  /**
+   * Its headers but those the server owns (the framing and the connection's fate), sorted by
+   * name as in {@linkcode responseHeaders}.
+   */
+  list: Array<[string, string]>;
+  /** Its Content-Length, if it set a valid one: the length of a streamed body. */
+  length: number | undefined;
+  /** It asked for `Connection: close`. */
+  close: boolean;
+  /** It has a Content-Type. */
+  typed: boolean;
+}
+
+/** Headers that frame a message or concern only the connection (RFC 9110 §7.6.1). */
+const OWNED = new Set([
+  "connection",
+  "content-length",
+  "keep-alive",
+  "proxy-connection",
+  "transfer-encoding",
+  "upgrade",
+]);
+
+/**
+ * The headers to write for a response on a persistent connection: its own, sorted by name,
+ * but those the server owns, whose values it reports instead (a Content-Length frames a
+ * streamed body, `Connection: close` closes the connection after the response).
+ *
+ * @param headers The response's headers.
+ * @returns The headers to write and what the owned ones said.
+ *
+ * @example
+ * ```ts
+ * import { plainResponseHeaders } from "./response_headers.ts";
+ * const headers = new Headers([["X-B", "1"], ["Content-Length", "9"], ["Connection", "close"]]);
+ * console.log(plainResponseHeaders(headers));
+ * // { list: [ [ "x-b", "1" ] ], length: 9, close: true, typed: false }
+ * ```
+ */
+export function plainResponseHeaders(headers: Headers): PlainResponseHeaders {
+  const list: Array<[string, string]> = [];
+  let length: number | undefined;
+  let close = false;
+  let typed = false;
+  headers.forEach((value, name) => {
+    if (OWNED.has(name)) {
+      if (name === "content-length" && /^[0-9]{1,15}$/.test(value)) length = Number(value);
+      else if (name === "connection" && /(^|,)\s*close\s*(,|$)/i.test(value)) close = true;
+      return;
+    }
+    if (name === "content-type") typed = true;
+    list.push([name, value]);
+  });
+  list.sort((a, b) => a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0);
+  return { list, length, close, typed };
+}
+
+/**
+ * Adds the Content-Type the Fetch standard gives a string body to the headers of a response
+ * whose body was read whole, when it has none and the body is text. A runtime may leave a
+ * string body's type out of the header list (Bun), and the body cannot tell a string from
+ * bytes, so every runtime applies this one rule: the same bytes everywhere.
+ *
+ * @param list The sorted headers from {@linkcode plainResponseHeaders}; changed in place.
+ * @param typed Whether the response has a Content-Type.
+ * @param body The whole body.
+ *
+ * @example
+ * ```ts
+ * import { addStringType } from "./response_headers.ts";
+ * const list: Array<[string, string]> = [["x-a", "1"]];
+ * addStringType(list, false, new TextEncoder().encode("hi"));
+ * console.log(list); // [ [ "content-type", "text/plain;charset=UTF-8" ], [ "x-a", "1" ] ]
+ * ```
+ */
+export function addStringType(
+  list: Array<[string, string]>,
+  typed: boolean,
+  body: Uint8Array,
+): void {
+  if (typed || !isText(body)) return;
+  let i = 0;
+  while (i < list.length && list[i][0] < "content-type") i++;
+  list.splice(i, 0, ["content-type", STRING_TYPE]);
+}
+
 /** Valid UTF-8, with no binary data byte (MIME Sniffing §3) in its resource header. */
 function isText(body: Uint8Array): boolean {
   const end = Math.min(body.length, RESOURCE_HEADER);

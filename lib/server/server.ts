@@ -291,6 +291,7 @@ class Core<T> implements ServerCore<T> {
     const shortest = Math.min(
       ...[
         options.handshakeTimeout,
+        options.keepAliveTimeout,
         options.idleTimeout,
         options.heartbeatInterval,
         options.heartbeatTimeout,
@@ -367,6 +368,10 @@ class Core<T> implements ServerCore<T> {
       refused: { ...counters.refused },
       httpRequests: counters.httpRequests,
       httpResponses: { ...counters.httpResponses },
+      httpBytesIn: counters.httpBytesIn,
+      httpBytesOut: counters.httpBytesOut,
+      httpConnections: counters.httpConnections,
+      httpKeepAlive: counters.httpIdle,
       ...traffic,
       compressionRatio: traffic.rawOut === 0 ? 0 : traffic.compressedOut / traffic.rawOut,
       backpressureEvents: counters.backpressureEvents,
@@ -427,6 +432,8 @@ const OPTION_NAMES: ReadonlySet<string> = new Set(
       protocols: true,
       metricsPath: true,
       maxRequestBodySize: true,
+      keepAliveTimeout: true,
+      maxRequestsPerConnection: true,
       perMessageDeflate: true,
       maxPayloadLength: true,
       maxHeadSize: true,
@@ -604,6 +611,8 @@ function resolve<T>(options: ServeOptions<T>): ResolvedOptions<T> {
     rateLimit: options.rateLimit === undefined ? undefined : checkRateLimit(options.rateLimit),
     ...controlFrameLimit(options.controlFrameLimit),
     maxRequestBodySize: nonNegative(options.maxRequestBodySize, 1024 * 1024, "maxRequestBodySize"),
+    keepAliveTimeout: positive(options.keepAliveTimeout, 5000, "keepAliveTimeout"),
+    maxRequestsPerConnection: requestCount(options.maxRequestsPerConnection),
     trustedProxy: options.trustProxy === undefined || options.trustProxy.length === 0
       ? undefined
       : proxyTrust(options.trustProxy),
@@ -709,6 +718,12 @@ function positive(value: number | undefined, fallback: number, name: string): nu
     throw typeof value === "number" ? new RangeError(message) : new TypeError(message);
   }
   return value;
+}
+
+function requestCount(value: number | undefined): number {
+  if (value === Infinity) return value;
+  if (value !== undefined) integer(value, 1, Number.MAX_SAFE_INTEGER, "maxRequestsPerConnection");
+  return value ?? 1000;
 }
 
 function policy(value: "drop" | "close" | undefined): "drop" | "close" {

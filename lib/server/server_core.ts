@@ -10,6 +10,7 @@ import type { DeflateNegotiationOptions } from "../protocol/extensions/deflate_n
 import type { RequestHeadLimits } from "../protocol/handshake.ts";
 import type { ConnectionHome } from "../core/open_connection.ts";
 import type { HandshakePhase } from "./handshake_phase.ts";
+import type { HttpConnection } from "./http_connection.ts";
 import type { HttpResponder } from "./http_responder.ts";
 import type { ServerConnection } from "./server_connection.ts";
 import type { ServeBaseOptions, UpgradeHook } from "./options.ts";
@@ -43,6 +44,8 @@ export type ResolvedOptions<T> =
     | "rateLimit"
     | "controlFrameLimit"
     | "maxRequestBodySize"
+    | "keepAliveTimeout"
+    | "maxRequestsPerConnection"
   >
   & Required<RequestHeadLimits>
   & {
@@ -79,6 +82,8 @@ export type ResolvedOptions<T> =
     /** Seconds' worth of `controlFrameRate` a client may send at once. */
     controlFrameBurst: number;
     maxRequestBodySize: number;
+    keepAliveTimeout: number;
+    maxRequestsPerConnection: number;
   };
 
 /** permessage-deflate as the server offers it, settled from the options. */
@@ -94,7 +99,11 @@ export interface DeflateSetup {
 }
 
 /** A TCP connection the server tracks, in whichever phase it is. */
-export type Tracked<T> = HandshakePhase<T> | HttpResponder<T> | ServerConnection<T>;
+export type Tracked<T> =
+  | HandshakePhase<T>
+  | HttpConnection<T>
+  | HttpResponder<T>
+  | ServerConnection<T>;
 
 /** The server as its connections see it. */
 export interface ServerCore<T> extends ConnectionHome {

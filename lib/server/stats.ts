@@ -39,10 +39,19 @@ export interface ServerStats extends TrafficCounts {
   httpRequests: number;
   /**
    * Responses to plain HTTP requests, by status: `{ "200": 9, "404": 1 }`, the server's own
-   * included (404 when `fetch` returns nothing, 500 when it throws, 400, 413 or 501 for a
-   * request it cannot take; 408 counts a body that did not arrive in time).
+   * included (404 when `fetch` returns nothing, 500 when it throws, 400, 413, 417, 431 or 501
+   * for a request it cannot take; 408 for a head or body that did not arrive in time). A
+   * response counts when its head is written.
    */
   httpResponses: Record<string, number>;
+  /** Bytes of plain HTTP requests received: heads and bodies as sent (chunk framing included). */
+  httpBytesIn: number;
+  /** Bytes of plain HTTP responses sent: heads and bodies as written (chunk framing included). */
+  httpBytesOut: number;
+  /** TCP connections serving plain HTTP now (between requests too). */
+  httpConnections: number;
+  /** Of those, the ones idle between requests (keep-alive), waiting for the next one. */
+  httpKeepAlive: number;
   /**
    * Compressed size over raw size of what was sent compressed (0 when nothing was): 0.25 means
    * compression saved three quarters.
@@ -115,6 +124,14 @@ export class ServerCounters {
   httpRequests = 0;
   /** Plain HTTP responses by status. */
   readonly httpResponses: Record<string, number> = {};
+  /** See {@linkcode ServerStats.httpBytesIn}. */
+  httpBytesIn = 0;
+  /** See {@linkcode ServerStats.httpBytesOut}. */
+  httpBytesOut = 0;
+  /** See {@linkcode ServerStats.httpConnections}. */
+  httpConnections = 0;
+  /** See {@linkcode ServerStats.httpKeepAlive}. */
+  httpIdle = 0;
   /** See {@linkcode ServerStats.backpressureEvents}. */
   backpressureEvents = 0;
   /** See {@linkcode ServerStats.droppedMessages}. */
@@ -223,11 +240,27 @@ export function prometheusText(stats: ServerStats, prefix = "sluice"): string {
     "Responses to plain HTTP requests, by HTTP status.",
     Object.entries(stats.httpResponses).map(([status, n]) => [`status="${status}"`, n]),
   );
-  metric("messages_total", "counter", "Data messages, by direction.", [
+  metric("http_bytes_total", "counter", "Plain HTTP bytes, by direction.", [
+    ['direction="in"', stats.httpBytesIn],
+    ['direction="out"', stats.httpBytesOut],
+  ]);
+  metric(
+    "http_connections",
+    "gauge",
+    "TCP connections serving plain HTTP.",
+    stats.httpConnections,
+  );
+  metric(
+    "http_keepalive_connections",
+    "gauge",
+    "Plain HTTP connections idle between requests.",
+    stats.httpKeepAlive,
+  );
+  metric("messages_total", "counter", "WebSocket data messages, by direction.", [
     ['direction="in"', stats.messagesIn],
     ['direction="out"', stats.messagesOut],
   ]);
-  metric("bytes_total", "counter", "Frame bytes after the handshake, by direction.", [
+  metric("bytes_total", "counter", "WebSocket frame bytes after the handshake, by direction.", [
     ['direction="in"', stats.bytesIn],
     ['direction="out"', stats.bytesOut],
   ]);
