@@ -39,7 +39,9 @@ export {
   type WebSocketData,
   type WebSocketOptions,
 } from "./lib/client/whatwg.ts";
-import { useDialer, WebSocket as FacadeWebSocket } from "./lib/client/whatwg.ts";
+import { useDialer } from "./lib/client/whatwg.ts";
+import { DirectSocket, type SessionConnectOptions } from "./lib/client/_direct_socket.ts";
+export type { SessionConnectOptions } from "./lib/client/_direct_socket.ts";
 import { SessionClient, type SessionClientOptions } from "./lib/client/session.ts";
 export {
   type SessionBackoffOptions,
@@ -206,11 +208,13 @@ export function serveSessions<T = undefined>(options: SessionServeOptions<T>): S
 
 /**
  * Opens a session client ({@linkcode SessionClient}) whose connections are sluice's own client
- * on raw TCP (the `WebSocket` facade), on the current runtime. In a browser, construct
- * `SessionClient` directly: it uses the page's `WebSocket`.
+ * on raw TCP (`connect`), on the current runtime. In a browser, construct `SessionClient`
+ * directly: it uses the page's `WebSocket`.
  *
  * @param url The session server's `ws:` or `wss:` URL.
- * @param options The client's options; `webSocket` replaces sluice's facade.
+ * @param options The client's options, and in `connect` the options of each connection
+ * (`headers`, `ca`, `heartbeat`, limits: {@linkcode ConnectOptions} but its handlers,
+ * `protocols` and `signal`); a `webSocket` factory replaces sluice's client.
  * @returns The client, connecting.
  *
  * @example
@@ -229,11 +233,13 @@ export function serveSessions<T = undefined>(options: SessionServeOptions<T>): S
  */
 export function connectSession(
   url: string | URL,
-  options: SessionClientOptions = {},
+  options: SessionClientOptions & { connect?: SessionConnectOptions } = {},
 ): SessionClient {
+  const { connect: perConnection = {}, ...rest } = options;
+  const dial = runtimeConnect();
   return new SessionClient(url, {
-    webSocket: (target, protocols) => new FacadeWebSocket(target, protocols),
-    ...options,
+    webSocket: (target, protocols) => new DirectSocket(dial, target, protocols, perConnection),
+    ...rest,
   });
 }
 

@@ -9,12 +9,12 @@
  *
  * `--mode raw` (load only): `connect` from mod.ts; each message is a text message and the
  * server's `k` acknowledges the oldest one in flight (bench/_session_server.ts). `--mode facade`
- * (load only): the same through sluice's WebSocket facade, which the session client runs on,
- * against the same server: the part of the session layer's cost that is the facade's.
+ * (load only): the same through sluice's WebSocket facade, against the same server: what the
+ * facade costs (a session client given the facade as its factory pays it too).
  *
- * `--mode session`: a `SessionClient` per connection, with sluice's WebSocket facade (from
- * mod.ts, without compression) as its factory and its defaults otherwise. Load: each message is
- * `client.send(data)`, acknowledged when its promise resolves. Replay: `--kind topic` subscribes
+ * `--mode session`: load: a `connectSession` client per connection (sluice's `connect` under
+ * it, no compression, its defaults otherwise); each message is `client.send(data)`,
+ * acknowledged when its promise resolves. Replay: a `SessionClient` over the facade. Replay: `--kind topic` subscribes
  * to the topic `t` and counts publications, `--kind messages` counts session messages; `cut`
  * closes the current socket (code 4000, which the client retries after) and holds the client's
  * next dial until `back` (a {@linkcode HeldSocket}), so the server's messages all go out while
@@ -22,7 +22,7 @@
  *
  * @module
  */
-import { connect, WebSocket } from "../mod.ts";
+import { connect, connectSession, WebSocket } from "../mod.ts";
 import { SessionClient } from "../lib/client/session.ts";
 import {
   type AckConnection,
@@ -39,11 +39,13 @@ const TOPIC = "t";
 const runtime = "Bun" in globalThis ? "bun" : "deno";
 const mode = arg("mode", "raw");
 
-/** Opens one raw connection: the application numbers nothing; the server answers each. */
+/** Opens one raw connection: the application numbers nothing; the server answers each (or, in
+ * `batched` mode, says how many it handled since its last answer). */
 async function dialRaw(url: string, events: AckEvents): Promise<AckConnection> {
+  const batched = mode === "batched";
   const ws = await connect(url, {
-    message() {
-      events.acked();
+    message(_ws, data) {
+      for (let n = batched ? Number(data) : 1; n > 0; n--) events.acked();
     },
     close(_ws, code, reason) {
       events.ended(`closed with ${code} ${reason}`);
@@ -73,7 +75,7 @@ function dialFacade(url: string, events: AckEvents): Promise<AckConnection> {
 
 /** Opens one session for the load; each message is `await client.send(data)`. */
 async function dialSession(url: string, events: AckEvents): Promise<AckConnection> {
-  const client = new SessionClient(url, { webSocket: socket });
+  const client = connectSession(url);
   const acked = () => events.acked();
   const failed = (error: unknown) => events.ended(`a send failed: ${String(error)}`);
   await new Promise<void>((resolve, reject) => {
@@ -218,7 +220,9 @@ if (arg("scenario", "load") === "replay") {
   if (mode !== "session") throw new RangeError("--scenario replay takes --mode session");
   await runReplay(name, sessionReplay(arg("kind", "topic")));
 } else {
-  const dial = { raw: dialRaw, facade: dialFacade, session: dialSession }[mode];
-  if (dial === undefined) throw new RangeError(`--mode: ${mode}? (raw, facade, session)`);
+  const dial = { raw: dialRaw, batched: dialRaw, facade: dialFacade, session: dialSession }[mode];
+  if (dial === undefined) {
+    throw new RangeError(`--mode: ${mode}? (raw, batched, facade, session)`);
+  }
   await runAckLoad(name, dial);
 }

@@ -1,12 +1,15 @@
 /**
  * The sluice server of bench/session_bench.ts, on Deno or Bun.
  *
- *     deno run -A bench/_session_server.ts --mode raw|session [--port 0] [--hostname 127.0.0.1]
+ *     deno run -A bench/_session_server.ts --mode raw|batched|session [--port 0]
+ *         [--hostname 127.0.0.1]
  *         [--stdin-lifeline]
- *     bun bench/_session_server.ts --mode raw|session ...
+ *     bun bench/_session_server.ts --mode raw|batched|session ...
  *
  * `--mode raw`: `serve`, the same traffic without the session layer: the application
  * acknowledges each message by hand with a one-byte text message (`k`) once its handler ran.
+ * `--mode batched`: the same, acknowledging as the session layer does, cumulatively: one text
+ * message per connection and turn, the count of messages handled since the last one.
  *
  * `--mode session`: `serveSessions`, whose handler does nothing: the session layer acknowledges
  * each reliable message once the handler returned. A line `publish N SIZE topic|messages` on
@@ -46,11 +49,17 @@ let port: number;
 let stats: () => TrafficCounts;
 /** What a line on stdin asks for, besides `stats`. */
 let command = (_words: string[]): void | Promise<void> => {};
-if (mode === "raw") {
-  const server = serve({
+if (mode === "raw" || mode === "batched") {
+  const server = serve<{ handled: number }>({
     ...LIMITS,
-    message(ws) {
-      ws.send("k");
+    upgrade: () => ({ data: { handled: 0 } }),
+    message: mode === "raw" ? (ws) => void ws.send("k") : (ws) => {
+      if (ws.data.handled++ === 0) {
+        queueMicrotask(() => {
+          ws.send(String(ws.data.handled));
+          ws.data.handled = 0;
+        });
+      }
     },
   });
   [port, stop, stats] = [
@@ -86,7 +95,7 @@ if (mode === "raw") {
     console.log(`published ${n}`);
   };
 } else {
-  throw new RangeError(`--mode: ${mode}? (raw, session)`);
+  throw new RangeError(`--mode: ${mode}? (raw, batched, session)`);
 }
 createInterface({ input: process.stdin }).on("line", (line) => {
   const words = line.trim().split(" ");

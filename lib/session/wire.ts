@@ -64,8 +64,10 @@ export class SessionProtocolError extends Error {
   override name = "SessionProtocolError";
   /** The close reason to send (at most 123 bytes). */
   get closeReason(): string {
-    const reason = `sluice.v1: ${this.message}`;
-    return reason.length <= 120 ? reason : reason.slice(0, 120);
+    let reason = `sluice.v1: ${this.message}`;
+    // A close reason is at most 123 bytes of UTF-8 (RFC 6455 §5.5).
+    while (encoder.encode(reason).length > 123) reason = reason.slice(0, -1);
+    return reason;
   }
 }
 
@@ -78,6 +80,19 @@ const decoder = new TextDecoder("utf-8", { fatal: true });
  */
 export function encodeFrame(frame: ClientFrame | ServerFrame): string | Uint8Array {
   const data = (frame as { d?: SessionData }).d;
+  if (typeof data === "string") {
+    // The frames sent per message, written directly: the same text as JSON.stringify's, at a
+    // fraction of its cost (no object walk).
+    if (frame.t === "msg" || frame.t === "req") {
+      const seq = (frame as { seq?: number }).seq;
+      // A string with nothing JSON escapes is its own JSON, quoted.
+      const d = NEEDS_ESCAPE.test(data) ? JSON.stringify(data) : '"' + data + '"';
+      return seq === undefined
+        ? '{"t":"' + frame.t + '","d":' + d + "}"
+        : '{"t":"' + frame.t + '","seq":' + seq + ',"d":' + d + "}";
+    }
+    return JSON.stringify(frame);
+  }
   if (!(data instanceof Uint8Array)) return JSON.stringify(frame);
   const header = encoder.encode(JSON.stringify({ ...frame, d: undefined }));
   const out = new Uint8Array(4 + header.length + data.length);
@@ -85,6 +100,43 @@ export function encodeFrame(frame: ClientFrame | ServerFrame): string | Uint8Arr
   out.set(header, 4);
   out.set(data, 4 + header.length);
   return out;
+}
+
+/** What JSON.stringify escapes in a string: quotes, backslashes, control characters, and
+ * surrogates (lone ones are escaped; pairs are left to it too, for simplicity). */
+const NEEDS_ESCAPE = /["\\\x00-\x1f\ud800-\udfff]/;
+
+/** What a string that may be JSON must not hold for it to be taken as it is. */
+const NOT_PLAIN = /["\\\x00-\x1f]/;
+
+/**
+ * The frames that come once per message, `{"t":"msg","seq":N,"d":"..."}` and the same for
+ * `req`, as the encoder writes them, read without JSON.parse; anything else (other member
+ * orders, escapes in the data) is left to it.
+ */
+function parseMessage(text: string): ClientFrame | undefined {
+  let t: "msg" | "req";
+  if (text.startsWith('{"t":"msg","seq":')) t = "msg";
+  else if (text.startsWith('{"t":"req","seq":')) t = "req";
+  else return undefined;
+  let i = 17;
+  let seq = 0;
+  const first = i;
+  for (; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 48 || c > 57) break;
+    seq = seq * 10 + c - 48;
+  }
+  // 1 to 15 digits (a safe integer), no leading zero.
+  if (i === first || i - first > 15 || (text.charCodeAt(first) === 48 && i - first > 1)) {
+    return undefined;
+  }
+  if (!text.startsWith(',"d":"', i) || !text.endsWith('"}') || text.length < i + 8) {
+    return undefined;
+  }
+  const d = text.slice(i + 6, text.length - 2);
+  if (NOT_PLAIN.test(d)) return undefined;
+  return { t, seq, d };
 }
 
 /** Parses a message into its JSON object, with `d` set to the binary form's data. */
@@ -166,6 +218,10 @@ function position(frame: Record<string, unknown>, value: unknown, member: string
  * @throws {SessionProtocolError} when the message is not a valid client frame.
  */
 export function decodeClientFrame(message: string | Uint8Array): ClientFrame {
+  if (typeof message === "string") {
+    const fast = parseMessage(message);
+    if (fast !== undefined) return fast;
+  }
   const frame = parse(message);
   switch (frame.t) {
     case "hello": {
@@ -211,6 +267,10 @@ export function decodeClientFrame(message: string | Uint8Array): ClientFrame {
  * @throws {SessionProtocolError} when the message is not a valid server frame.
  */
 export function decodeServerFrame(message: string | Uint8Array): ServerFrame {
+  if (typeof message === "string") {
+    const fast = parseMessage(message);
+    if (fast?.t === "msg") return fast as ServerFrame;
+  }
   const frame = parse(message);
   switch (frame.t) {
     case "welcome":
