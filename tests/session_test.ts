@@ -222,3 +222,27 @@ test("a request whose reply the replay caps dropped fails with SESSION_ERR_LOST 
     }
   });
 });
+
+test("connectSession passes connect's options to every connection (headers here)", async () => {
+  const seen: string[] = [];
+  await withSessions<{ user: string }>({
+    upgrade(request) {
+      const user = request.headers.get("authorization");
+      if (user === null) return new Response("who?", { status: 401 });
+      seen.push(user);
+      return { data: { user } };
+    },
+    request: (session) => session.data.user,
+  }, async (server) => {
+    const c = connectSession(url(server), {
+      backoff: FAST,
+      connect: { headers: { Authorization: "Bearer ann" } },
+    });
+    try {
+      assert.equal(await c.request("who am I?"), "Bearer ann");
+      assert.deepEqual(seen, ["Bearer ann"]);
+    } finally {
+      c.close();
+    }
+  });
+});
