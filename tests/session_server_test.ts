@@ -534,3 +534,20 @@ test("a detach handler that closes the session ends it: no resume", async () => 
     assert.equal(welcome.reason, "expired");
   });
 });
+
+test("maxTopicsPerSession refuses a client's subscriptions past it", async () => {
+  await withSessions({ maxTopicsPerSession: 2 }, async (h) => {
+    const peer = await h.peer();
+    await peer.hello({ topics: { a: { epoch: "x", offset: 0 }, b: { epoch: "x", offset: 0 } } });
+    assert.equal((await peer.next("reset")).topic, "a");
+    assert.equal((await peer.next("reset")).topic, "b");
+    peer.send({ t: "sub", topic: "c" });
+    assert.deepEqual(await peer.next("unsubscribed"), {
+      t: "unsubscribed",
+      topic: "c",
+      reason: "denied",
+    });
+    peer.send({ t: "sub", topic: "a" }); // one it has: answered again
+    assert.equal((await peer.next("subscribed")).topic, "a");
+  });
+});

@@ -129,6 +129,10 @@ export type SessionServeOptions<T = undefined> =
     /** Sessions kept without a connection; past it the one detached longest is evicted.
      * @default {10000} */
     maxDetachedSessions?: number;
+    /** Topics one session may subscribe to at its client's request; a `sub` past it is refused
+     * (`unsubscribed`, reason `"denied"`). The application's own `session.subscribe` is not
+     * counted against it. @default {1000} */
+    maxTopicsPerSession?: number;
     /** Where topic history lives. @default {an in-memory history with the `history` caps} */
     topicHistory?: TopicHistory;
   };
@@ -182,6 +186,7 @@ interface Resolved {
   tokenLifetime: number;
   helloTimeout: number;
   maxDetached: number;
+  maxTopics: number;
 }
 
 /** The session layer over one server: what {@linkcode SessionServer} fronts, and what sessions
@@ -240,6 +245,7 @@ class SessionHub<T> implements SessionHome<T> {
       replay: _replay,
       history: _history,
       maxDetachedSessions: _max,
+      maxTopicsPerSession: _maxTopics,
       topicHistory: _topicHistory,
       ...base
     } = options;
@@ -592,6 +598,13 @@ class SessionHub<T> implements SessionHome<T> {
     from: Position | undefined,
     origin: Origin,
   ): void {
+    if (
+      origin === "client" && !state.topics.has(topic) &&
+      state.topics.size >= this.#settings.maxTopics
+    ) {
+      state.emit({ t: "unsubscribed", topic, reason: "denied" });
+      return;
+    }
     const authorise = this.#handlers.subscribe;
     if (origin === "client" && authorise !== undefined && !state.topics.has(topic)) {
       let allowed: boolean | Promise<boolean>;
@@ -884,6 +897,7 @@ function checkOptions<T>(options: SessionServeOptions<T>): {
       tokenLifetime: int(options.tokenLifetime, 86_400_000, 1, "tokenLifetime"),
       helloTimeout: int(options.helloTimeout, 10_000, 1, "helloTimeout"),
       maxDetached: int(options.maxDetachedSessions, 10_000, 0, "maxDetachedSessions"),
+      maxTopics: int(options.maxTopicsPerSession, 1000, 0, "maxTopicsPerSession"),
     },
     replay: {
       maxMessages: int(replay.maxMessages, 1000, 0, "replay.maxMessages"),
