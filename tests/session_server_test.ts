@@ -179,10 +179,13 @@ test("no hello within helloTimeout: 4008, which the client retries after", async
 });
 
 test("requests: a reply with its own seq, an error reply, JSON for other values", async () => {
+  const reported: unknown[] = [];
   await withSessions({
+    error: (error) => void reported.push(error),
     request(_session, data) {
       if (data === "fail") throw new Error("no such thing");
       if (data === "json") return { ok: true };
+      if (data === "bigint") return { n: 1n };
       return Promise.resolve(`re: ${data}`);
     },
   }, async (h) => {
@@ -202,6 +205,12 @@ test("requests: a reply with its own seq, an error reply, JSON for other values"
     await peer.next("ack");
     peer.send({ t: "req", seq: 3, d: "json" });
     assert.equal((await peer.next("reply")).d, '{"ok":true}');
+    await peer.next("ack");
+    peer.send({ t: "req", seq: 4, d: "bigint" });
+    const bigint = await peer.next("reply");
+    assert.equal(bigint.re, 4);
+    assert.match(bigint.error!.message, /BigInt/);
+    assert.equal(reported.length, 1); // the BigInt's TypeError; a thrown handler error is a reply
   });
 });
 
@@ -549,5 +558,28 @@ test("maxTopicsPerSession refuses a client's subscriptions past it", async () =>
     });
     peer.send({ t: "sub", topic: "a" }); // one it has: answered again
     assert.equal((await peer.next("subscribed")).topic, "a");
+  });
+});
+
+test("bad arguments to send, publish and subscribe throw at the call", async () => {
+  let session: Session | undefined;
+  await withSessions({ open: (s) => void (session = s) }, async (h) => {
+    const peer = await h.peer();
+    await peer.hello();
+    assert.throws(() => session!.send(42 as unknown as string), {
+      name: "TypeError",
+      message: "Cannot send: data must be a string or a Uint8Array, got number",
+    });
+    assert.throws(() => h.server.publish("t", {} as unknown as string), {
+      name: "TypeError",
+      message: "Cannot publish: data must be a string or a Uint8Array, got object",
+    });
+    assert.throws(() => h.server.publish(7 as unknown as string, "x"), {
+      name: "TypeError",
+      message: "Cannot publish: the topic must be a string, got number",
+    });
+    assert.throws(() => session!.subscribe(undefined as unknown as string), TypeError);
+    session!.send("still fine");
+    assert.deepEqual(await peer.next("msg"), { t: "msg", seq: 1, d: "still fine" });
   });
 });

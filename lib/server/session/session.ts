@@ -273,8 +273,18 @@ export class SessionState<T> {
   #finish(seq: number, request: boolean, value: unknown, error: unknown): void {
     if (this.ended) return;
     if (request) {
-      const reply: ServerFrame & { t: "reply" } = error === undefined
-        ? { t: "reply", seq: ++this.outSeq, re: seq, d: replyData(value) }
+      let d: SessionData | undefined;
+      if (error === undefined) {
+        try {
+          d = replyData(value);
+        } catch (cause) {
+          // A value JSON cannot carry (a BigInt, a cycle): the handler's fault, told as such.
+          error = cause;
+          this.home.report(cause, this.session);
+        }
+      }
+      const reply: ServerFrame & { t: "reply" } = d !== undefined
+        ? { t: "reply", seq: ++this.outSeq, re: seq, d }
         : { t: "reply", seq: ++this.outSeq, re: seq, error: { message: messageOf(error) } };
       this.emit(reply);
     } else if (error !== undefined) this.home.report(error, this.session);
@@ -297,6 +307,22 @@ export class SessionState<T> {
         this.write(`{"t":"ack","seq":${this.processed}}`);
       }
     });
+  }
+}
+
+/** Throws the caller's mistake: data that is neither a string nor bytes. */
+export function checkData(verb: string, data: unknown): void {
+  if (typeof data !== "string" && !(data instanceof Uint8Array)) {
+    throw new TypeError(
+      `Cannot ${verb}: data must be a string or a Uint8Array, got ${typeof data}`,
+    );
+  }
+}
+
+/** Throws the caller's mistake: a topic that is not a string. */
+export function checkTopic(verb: string, topic: unknown): void {
+  if (typeof topic !== "string") {
+    throw new TypeError(`Cannot ${verb}: the topic must be a string, got ${typeof topic}`);
   }
 }
 
@@ -385,9 +411,10 @@ export class Session<T = undefined> {
    */
   send(data: SessionData): number {
     const state = this.#state;
+    checkData("send", data);
     if (state.ended) throw new TypeError("Cannot send: the session has ended");
-    const d = typeof data === "string" ? data : data.slice();
-    return state.emit({ t: "msg", seq: ++state.outSeq, d });
+    // Bytes are copied into the encoded frame, which is what the replay buffer keeps.
+    return state.emit({ t: "msg", seq: ++state.outSeq, d: data });
   }
 
   /**
@@ -397,6 +424,7 @@ export class Session<T = undefined> {
    * @param topic The topic.
    */
   subscribe(topic: string): void {
+    checkTopic("subscribe", topic);
     if (this.#state.ended) throw new TypeError("Cannot subscribe: the session has ended");
     this.#state.home.subscribe(this.#state, topic, undefined, "server");
   }

@@ -24,6 +24,8 @@ import type { UpgradeRequest } from "../upgrade_request.ts";
 import type { ServerWebSocket } from "../websocket.ts";
 import { type HistoryOptions, MemoryTopicHistory, type TopicHistory } from "./history.ts";
 import {
+  checkData,
+  checkTopic,
   type Link,
   type Origin,
   type Session,
@@ -290,8 +292,10 @@ class SessionHub<T> implements SessionHome<T> {
    * @returns The message's position.
    */
   publish(topic: string, data: SessionData): Position {
-    const d = typeof data === "string" ? data : data.slice();
-    const { position, frame } = this.#history.append(topic, d);
+    checkTopic("publish", topic);
+    checkData("publish", data);
+    // Bytes are copied into the frame, which is encoded once here.
+    const { position, frame } = this.#history.append(topic, data);
     this.#server.publish(topic, frame);
     return position;
   }
