@@ -3,6 +3,7 @@
  *
  * @module
  */
+import type { TopicRegistryFactory } from "./topics.ts";
 import type { OriginRule } from "./origin.ts";
 import type { RateLimitOptions } from "../core/rate_limit.ts";
 import type { ServerWebSocket } from "./websocket.ts";
@@ -275,6 +276,16 @@ export interface ServeBaseOptions<T = undefined> {
    * `Connection: close`. 1 turns keep-alive off. @default {1000}
    */
   maxRequestsPerConnection?: number;
+  /**
+   * Makes the topic registry the server publishes and subscribes through, from the one that
+   * serves this process: the seam for topics that span processes (a registry that forwards
+   * publishes to a broker and hands what arrives to the local one). Called once, as the server
+   * starts. Not a stable API yet: the registry sees the server's framed messages, whose type is
+   * internal, until the Redis-backed registry settles it.
+   * @default {undefined} (the local registry alone)
+   * @ignore
+   */
+  topicRegistry?: TopicRegistryFactory;
   /** A connection is open. */
   open?(ws: ServerWebSocket<T>): void | Promise<void>;
   /**

@@ -33,7 +33,7 @@ import {
   type ServerStats,
   zeroTraffic,
 } from "./stats.ts";
-import { LocalTopics } from "./topics.ts";
+import { LocalTopics, type TopicRegistry } from "./topics.ts";
 import type { Listen, Listener, Transport } from "../core/transport.ts";
 import { prepare, type PublishOptions, type ServerWebSocket, topicName } from "./websocket.ts";
 
@@ -277,7 +277,10 @@ class Core<T> implements ServerCore<T> {
   readonly connections = new Set<Tracked<T>>();
   /** The open WebSockets, for `server.clients`. */
   readonly clients = new Set<ServerWebSocket<T>>();
-  readonly topics = new LocalTopics<ServerConnection<T>>();
+  /** This process's topics: what `stats()` counts. */
+  readonly localTopics = new LocalTopics<ServerConnection<T>>();
+  /** What connections publish and subscribe through (`topicRegistry`, or the local one). */
+  readonly topics: TopicRegistry<ServerConnection<T>>;
   readonly counters = new ServerCounters();
   open = 0;
   now = Date.now();
@@ -286,6 +289,15 @@ class Core<T> implements ServerCore<T> {
 
   constructor(options: ResolvedOptions<T>) {
     this.options = options;
+    const topics = options.topicRegistry?.(this.localTopics) ?? this.localTopics;
+    for (const method of ["subscribe", "unsubscribe", "publish", "subscriberCount"] as const) {
+      if (typeof topics?.[method] !== "function") {
+        throw new TypeError(
+          `Cannot serve: topicRegistry must return a topic registry (${method} is missing)`,
+        );
+      }
+    }
+    this.topics = topics;
     // One timer for every connection's timeouts, a few times per shortest timeout, instead of a
     // timer per connection: 10,000 idle connections cost one interval.
     const shortest = Math.min(
@@ -381,8 +393,8 @@ class Core<T> implements ServerCore<T> {
       readPaused,
       rateLimitedMessages: counters.rateLimitedMessages,
       controlFloodCloses: counters.controlFloodCloses,
-      topics: this.topics.size,
-      subscriptions: this.topics.subscriptions,
+      topics: this.localTopics.size,
+      subscriptions: this.localTopics.subscriptions,
       latency: counters.latencySnapshot(),
     };
   }
@@ -403,7 +415,7 @@ class Core<T> implements ServerCore<T> {
 }
 
 /** The options that are application code: each must be a function when given. */
-const HANDLERS = ["upgrade", "fetch", ...HANDLER_NAMES] as const;
+const HANDLERS = ["upgrade", "fetch", "topicRegistry", ...HANDLER_NAMES] as const;
 
 /**
  * Every option `serve` reads: a name outside it gets a warning (it is most likely a typo). A
@@ -431,6 +443,7 @@ const OPTION_NAMES: ReadonlySet<string> = new Set(
       trustProxy: true,
       protocols: true,
       metricsPath: true,
+      topicRegistry: true,
       maxRequestBodySize: true,
       keepAliveTimeout: true,
       maxRequestsPerConnection: true,

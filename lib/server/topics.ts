@@ -60,6 +60,33 @@ export interface TopicRegistry<S extends Subscriber> {
 }
 
 /**
+ * Makes the registry a server publishes and subscribes through, from the one that serves this
+ * process (the `topicRegistry` option of `serve`): a registry that spans processes wraps
+ * `local` as this module's documentation describes. The server's topic figures in `stats()`
+ * stay the local ones.
+ *
+ * @example
+ * ```ts
+ * import type { TopicRegistryFactory } from "./topics.ts";
+ * // Counts the publishes, and leaves everything else to the local registry.
+ * let published = 0;
+ * const counting: TopicRegistryFactory = (local) => ({
+ *   subscribe: (topic, subscriber) => local.subscribe(topic, subscriber),
+ *   unsubscribe: (topic, subscriber) => local.unsubscribe(topic, subscriber),
+ *   publish(topic, message, options) {
+ *     published++;
+ *     return local.publish(topic, message, options);
+ *   },
+ *   subscriberCount: (topic) => local.subscriberCount(topic),
+ * });
+ * console.log(typeof counting, published); // function 0
+ * ```
+ */
+export type TopicRegistryFactory = <S extends Subscriber>(
+  local: LocalTopics<S>,
+) => TopicRegistry<S>;
+
+/**
  * The topics of one process: a set of subscribers per topic, so subscribing, unsubscribing
  * and a connection's departure cost O(1) per topic.
  *
