@@ -4,7 +4,25 @@
  * @module
  */
 
-/** How much a client may send, per second, before {@linkcode RateLimitOptions.policy} applies. */
+/**
+ * How much a client may send, per second, before {@linkcode RateLimitOptions.policy} applies
+ * (the `rateLimit` option of `serve`).
+ *
+ * @example
+ * ```ts
+ * import { connect, serve } from "@sluice/ws";
+ * // 2 messages a second, no burst beyond that, and 64 KiB a second; close those who send more.
+ * const server = serve({
+ *   port: 0,
+ *   rateLimit: { messages: 2, bytes: 65_536, burst: 1, policy: "close" },
+ * });
+ * const client = await connect(`ws://127.0.0.1:${server.port}/`);
+ * for (let i = 0; i < 3; i++) client.send(`message ${i}`);
+ * console.log(await client.closed); // { code: 1008, reason: "Rate limit exceeded" }
+ * console.log(server.stats().rateLimitedMessages); // 1
+ * await server.shutdown();
+ * ```
+ */
 export interface RateLimitOptions {
   /** Data messages (and pings) per second. @default {Infinity} */
   messages?: number;

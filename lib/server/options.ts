@@ -18,6 +18,25 @@ import type { UpgradeRequest } from "./upgrade_request.ts";
  * - `"dedicated"`: context takeover where the client allows it: a persistent zlib stream per
  *   direction per connection (made on first use), a better ratio for small similar messages,
  *   and about 300 KiB per active connection with the default window and memory level.
+ *
+ * @example Compress every message in shared mode
+ * ```ts
+ * import { connect, serve } from "@sluice/ws";
+ * const server = serve({
+ *   port: 0,
+ *   perMessageDeflate: { mode: "shared", threshold: 0, level: 6 },
+ *   message(ws, data) {
+ *     ws.send(data);
+ *   },
+ * });
+ * // The client offers permessage-deflate; the server accepts, asking for no context takeover.
+ * const client = await connect(`ws://127.0.0.1:${server.port}/`, { perMessageDeflate: true });
+ * console.log(client.extensions);
+ * // permessage-deflate; server_no_context_takeover; client_no_context_takeover
+ * client.close();
+ * await client.closed;
+ * await server.shutdown();
+ * ```
  */
 export interface PerMessageDeflateOptions {
   /** The memory mode. @default {"shared"} */
@@ -81,6 +100,21 @@ export interface ReadPauseOptions {
  * or a record. The handshake's own headers (`Upgrade`, `Connection`, `Sec-WebSocket-Accept`,
  * `Sec-WebSocket-Protocol`, `Sec-WebSocket-Extensions`, `Content-Length`,
  * `Transfer-Encoding`) may not be set: the request is then refused with 500.
+ *
+ * @example
+ * ```ts
+ * import { connect, serve } from "@sluice/ws";
+ * const server = serve({
+ *   port: 0,
+ *   upgrade: () => ({ headers: { "Set-Cookie": "seen=1; HttpOnly" } }),
+ * });
+ * const client = await connect(`ws://127.0.0.1:${server.port}/`);
+ * const cookie = client.headers.find(([name]) => name === "set-cookie");
+ * console.log(cookie); // [ "set-cookie", "seen=1; HttpOnly" ]
+ * client.close();
+ * await client.closed;
+ * await server.shutdown();
+ * ```
  */
 export type UpgradeHeaders = Headers | Array<[string, string]> | Record<string, string>;
 
@@ -119,12 +153,56 @@ export type UpgradeAccept<T> = undefined extends T ? {
  * What the upgrade hook returns: `undefined` or an {@linkcode UpgradeAccept} to accept, a
  * `Response` to refuse with its status, headers and body. Anything else (`false`, `null`, a
  * string) refuses the request with 500 and reaches the `error` handler as a `TypeError`.
+ *
+ * @example
+ * ```ts
+ * import type { UpgradeResult } from "@sluice/ws";
+ * function decide(token: string | null): UpgradeResult<{ user: string }> {
+ *   if (token === null) return new Response("Unauthorized", { status: 401 }); // refuse
+ *   return { data: { user: token } }; // accept, with ws.data
+ * }
+ * console.log(decide("ann")); // { data: { user: "ann" } }
+ * ```
  */
 export type UpgradeResult<T> = UpgradeAccept<T> | Response | undefined | void;
 
 /**
  * The upgrade hook: decides whether a valid upgrade request is accepted, after the protocol
  * checks pass. May be async. Throwing refuses the request with 500 and reports the error.
+ *
+ * @example Route by path, authenticate, pick a subprotocol
+ * ```ts
+ * import { connect, HandshakeError, serve, type UpgradeHook } from "@sluice/ws";
+ * type Data = { room: string; user: string };
+ * const tokens = new Map([["t1", "ann"]]);
+ * const upgrade: UpgradeHook<Data> = async (request) => {
+ *   const match = /^\/rooms\/(\w+)$/.exec(request.pathname);
+ *   if (match === null) return new Response("No such room", { status: 404 });
+ *   const user = tokens.get(request.searchParams.get("token") ?? "");
+ *   if (user === undefined) return new Response("Unauthorized", { status: 401 });
+ *   const protocol = request.protocols.includes("chat.v2") ? "chat.v2" : undefined;
+ *   return { data: { room: match[1], user }, protocol };
+ * };
+ * const server = serve<Data>({
+ *   port: 0,
+ *   upgrade,
+ *   open(ws) {
+ *     ws.send(`${ws.data.user} in ${ws.data.room}`);
+ *   },
+ * });
+ * const base = `ws://127.0.0.1:${server.port}`;
+ * const client = await connect(`${base}/rooms/tea?token=t1`, {
+ *   protocols: ["chat.v2"],
+ *   message: (_ws, data) => console.log(data), // ann in tea
+ * });
+ * console.log(client.protocol); // chat.v2
+ * client.close();
+ * await client.closed;
+ * await connect(`${base}/kitchen`).catch((error: HandshakeError) => {
+ *   console.log(error.status); // 404
+ * });
+ * await server.shutdown();
+ * ```
  */
 export type UpgradeHook<T> = (
   request: UpgradeRequest,
@@ -133,6 +211,16 @@ export type UpgradeHook<T> = (
 /**
  * The `upgrade` option of {@linkcode ServeOptions}: optional when `T` includes `undefined`,
  * required otherwise, since only the hook can give `ws.data` a value.
+ *
+ * @example
+ * ```ts
+ * import type { UpgradeOption } from "@sluice/ws";
+ * // ws.data may be undefined: the hook is optional.
+ * const optional: UpgradeOption<{ user: string } | undefined> = {};
+ * // ws.data is always set: the hook is required, and must return data.
+ * const required: UpgradeOption<{ user: string }> = { upgrade: () => ({ data: { user: "ann" } }) };
+ * console.log(Object.keys(optional).length, typeof required.upgrade); // 0 function
+ * ```
  */
 export type UpgradeOption<T> = undefined extends T ? {
     /** The upgrade hook. @default {undefined} (every valid request is accepted) */
@@ -143,7 +231,21 @@ export type UpgradeOption<T> = undefined extends T ? {
     upgrade: UpgradeHook<T>;
   };
 
-/** What the `fetch` handler learns about a plain HTTP request besides the request itself. */
+/**
+ * What the `fetch` handler learns about a plain HTTP request besides the request itself.
+ *
+ * @example
+ * ```ts
+ * import { serve } from "@sluice/ws";
+ * const server = serve({
+ *   port: 0,
+ *   fetch: (request, info) => new Response(`you are ${info.remoteAddress}`),
+ * });
+ * const response = await fetch(`http://127.0.0.1:${server.port}/`);
+ * console.log(await response.text()); // you are 127.0.0.1
+ * await server.shutdown();
+ * ```
+ */
 export interface HttpRequestInfo {
   /** The client's address (with `trustProxy`, the one the proxies forwarded for). */
   remoteAddress: string;
@@ -151,7 +253,22 @@ export interface HttpRequestInfo {
   peerAddress: string;
 }
 
-/** How many pings and pongs a client may send (the `controlFrameLimit` option of `serve`). */
+/**
+ * How many pings and pongs a client may send (the `controlFrameLimit` option of `serve`).
+ *
+ * @example
+ * ```ts
+ * import { connect, serve } from "@sluice/ws";
+ * // 10 pings or pongs a second, 20 at once.
+ * const server = serve({ port: 0, controlFrameLimit: { rate: 10, burst: 2 } });
+ * const client = await connect(`ws://127.0.0.1:${server.port}/`);
+ * for (let i = 0; i < 25; i++) client.ping();
+ * console.log(await client.closed);
+ * // { code: 1008, reason: "Too many pings and pongs: more than 10 per second" }
+ * console.log(server.stats().controlFloodCloses); // 1
+ * await server.shutdown();
+ * ```
+ */
 export interface ControlFrameLimitOptions {
   /** Pings and pongs per second. @default {1000} */
   rate?: number;
@@ -179,7 +296,78 @@ export interface ControlFrameLimitOptions {
  */
 export type ServeOptions<T = undefined> = ServeBaseOptions<T> & UpgradeOption<T>;
 
-/** The options of {@linkcode serve} besides the upgrade hook. `T` is the type of `ws.data`. */
+/**
+ * The options of {@linkcode serve} besides the upgrade hook. `T` is the type of `ws.data`.
+ *
+ * @example The handlers
+ * ```ts
+ * import { connect, serve } from "@sluice/ws";
+ * const server = serve<{ name: string }>({
+ *   port: 0,
+ *   upgrade: (request) => ({ data: { name: request.searchParams.get("name") ?? "guest" } }),
+ *   open(ws) {
+ *     ws.send(`welcome ${ws.data.name}`);
+ *   },
+ *   message(ws, data) {
+ *     // Text arrives as a string, binary as a Uint8Array.
+ *     ws.send(typeof data === "string" ? data.toUpperCase() : data);
+ *   },
+ *   close(ws, code, reason) {
+ *     console.log(`${ws.data.name} left: ${code} ${reason}`); // bo left: 1000 bye
+ *   },
+ *   error(error, ws) {
+ *     console.error("on", ws?.data.name, error); // a handler threw, or the peer broke the rules
+ *   },
+ * });
+ * const client = await connect(`ws://127.0.0.1:${server.port}/?name=bo`, {
+ *   message(ws, data) {
+ *     console.log(data); // welcome bo, then HI
+ *     if (data === "HI") ws.close(1000, "bye");
+ *   },
+ * });
+ * client.send("hi");
+ * await client.closed;
+ * await server.shutdown();
+ * ```
+ *
+ * @example Limits against large, slow and hostile clients
+ * ```ts
+ * import { connect, serve } from "@sluice/ws";
+ * const server = serve({
+ *   port: 0,
+ *   maxPayloadLength: 1024, // larger messages fail the connection with 1009
+ *   maxConnections: 10_000, // then 503
+ *   handshakeTimeout: 5_000, // from TCP connect to a complete request head
+ *   maxBackpressure: 1024 * 1024, // queued for one connection before the policy applies
+ *   backpressurePolicy: "close", // close slow readers with 1008 instead of dropping messages
+ *   maxTotalBackpressure: 64 * 1024 * 1024, // queued for all connections together
+ * });
+ * const client = await connect(`ws://127.0.0.1:${server.port}/`);
+ * client.send(new Uint8Array(2048));
+ * console.log(await client.closed);
+ * // { code: 1009, reason: "Message too big: more than 1024 bytes" }
+ * await server.shutdown();
+ * ```
+ *
+ * @example The heartbeat and the idle timeout
+ * ```ts
+ * import { connect, serve } from "@sluice/ws";
+ * const server = serve({
+ *   port: 0,
+ *   // Ping after 50 ms of silence from the peer; drop it if nothing comes back within 1 s.
+ *   heartbeat: { interval: 50, timeout: 1_000 },
+ *   // Close (1001) after 10 minutes without a message either way or a ping or pong from the peer.
+ *   idleTimeout: 600_000,
+ * });
+ * const client = await connect(`ws://127.0.0.1:${server.port}/`); // answers pings by itself
+ * const [ws] = server.clients;
+ * while (ws.latency === undefined) await new Promise((resolve) => setTimeout(resolve, 10));
+ * console.log(typeof ws.latency); // number: the last ping's round trip in ms
+ * client.close();
+ * await client.closed;
+ * await server.shutdown();
+ * ```
+ */
 export interface ServeBaseOptions<T = undefined> {
   /** The port; 0 picks a free one (read it from `server.port`). @default {8080} */
   port?: number;
