@@ -117,7 +117,18 @@ export const HANDLER_NAMES = [
   "error",
 ] as const satisfies ReadonlyArray<keyof Handlers<unknown>>;
 
-/** Traffic counts of one connection, or summed over many. */
+/**
+ * Traffic counts of one connection, or summed over many (in `server.stats()`).
+ *
+ * @example
+ * ```ts
+ * import { serve, type TrafficCounts } from "@sluice/ws";
+ * const server = serve({ port: 0 });
+ * const traffic: TrafficCounts = server.stats();
+ * console.log(traffic.messagesIn, traffic.bytesOut); // 0 0
+ * await server.shutdown();
+ * ```
+ */
 export interface TrafficCounts {
   /** Data messages received (a streamed message counts once). */
   messagesIn: number;

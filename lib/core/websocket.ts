@@ -406,7 +406,19 @@ export class BaseWebSocket {
   }
 }
 
-/** How a connection closed: see {@linkcode BaseWebSocket.closed}. */
+/**
+ * How a connection closed: see {@linkcode BaseWebSocket.closed}.
+ *
+ * @example
+ * ```ts
+ * import { type CloseInfo, connect, serve } from "@sluice/ws";
+ * const server = serve({ port: 0, open: (ws) => ws.close(4000, "go away") });
+ * const client = await connect(`ws://127.0.0.1:${server.port}/`);
+ * const info: CloseInfo = await client.closed;
+ * console.log(info); // { code: 4000, reason: "go away" }
+ * await server.shutdown();
+ * ```
+ */
 export interface CloseInfo {
   /** The close code. */
   code: number;

@@ -37,7 +37,19 @@ import { LocalTopics, type TopicRegistry } from "./topics.ts";
 import type { Listen, Listener, Transport } from "../core/transport.ts";
 import { prepare, type PublishOptions, type ServerWebSocket, topicName } from "./websocket.ts";
 
-/** How {@linkcode Server.shutdown} closes the server. */
+/**
+ * How {@linkcode Server.shutdown} closes the server.
+ *
+ * @example Tell clients the server restarts
+ * ```ts
+ * import { connect, serve } from "@sluice/ws";
+ * const server = serve({ port: 0 });
+ * const client = await connect(`ws://127.0.0.1:${server.port}/`);
+ * // 1012 (Service Restart): clients may reconnect; wait at most 2 s for their Close frames.
+ * await server.shutdown({ code: 1012, reason: "restarting", timeout: 2_000 });
+ * console.log(await client.closed); // { code: 1012, reason: "restarting" }
+ * ```
+ */
 export interface ShutdownOptions {
   /** The close code sent to every open connection: 1000–1003, 1007–1014 or 3000–4999.
    * @default {1001} */

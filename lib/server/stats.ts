@@ -15,7 +15,28 @@ import type { TrafficCounts } from "../core/open_connection.ts";
 
 export type { TrafficCounts };
 
-/** A snapshot of a server's state and counters since it started. */
+/**
+ * A snapshot of a server's state and counters since it started (`server.stats()`).
+ *
+ * @example
+ * ```ts
+ * import { connect, serve } from "@sluice/ws";
+ * const server = serve({
+ *   port: 0,
+ *   message(ws, data) {
+ *     ws.send(data);
+ *   },
+ * });
+ * const client = await connect(`ws://127.0.0.1:${server.port}/`, {
+ *   message: (ws) => ws.close(1000),
+ * });
+ * client.send("hello");
+ * await client.closed;
+ * const { connections, accepted, messagesIn, messagesOut, refused } = server.stats();
+ * console.log(connections, accepted, messagesIn, messagesOut, refused); // 0 1 1 1 {}
+ * await server.shutdown();
+ * ```
+ */
 export interface ServerStats extends TrafficCounts {
   /** WebSocket connections open now. */
   connections: number;

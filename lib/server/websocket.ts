@@ -32,7 +32,36 @@ export interface ServerWebSocketDriver extends WebSocketDriver {
   ): number;
 }
 
-/** How {@linkcode ServerWebSocket.publish} and `server.publish` send a message. */
+/**
+ * How {@linkcode ServerWebSocket.publish} and `server.publish` send a message.
+ *
+ * @example
+ * ```ts
+ * import { connect, serve } from "@sluice/ws";
+ * const server = serve({
+ *   port: 0,
+ *   open(ws) {
+ *     ws.subscribe("room");
+ *   },
+ *   message(ws, data) {
+ *     // To every subscriber, the sender included; compressed only if negotiated.
+ *     const reached = ws.publish("room", data, { includeSelf: true, compress: true });
+ *     console.log(`reached ${reached}`); // reached 2
+ *   },
+ * });
+ * const url = `ws://127.0.0.1:${server.port}/`;
+ * const got: string[] = [];
+ * const clients = await Promise.all([
+ *   connect(url, { message: (_ws, data) => void got.push(`a: ${data}`) }),
+ *   connect(url, { message: (_ws, data) => void got.push(`b: ${data}`) }),
+ * ]);
+ * clients[0].send("hi all");
+ * while (got.length < 2) await new Promise((resolve) => setTimeout(resolve, 5));
+ * console.log(got.sort()); // [ "a: hi all", "b: hi all" ]
+ * for (const client of clients) client.close();
+ * await server.shutdown();
+ * ```
+ */
 export interface PublishOptions {
   /** As for {@linkcode ServerWebSocket.send}: compress, or not; by default from the threshold
    * on. @default {undefined} */
