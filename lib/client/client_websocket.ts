@@ -42,8 +42,12 @@ export class ClientWebSocket extends BaseWebSocket {
   /**
    * Made by `connect` when the handshake completes.
    *
+   * Not public API: its parameters are internal types. Use `connect`.
+   *
    * @param driver The connection.
    * @param init What the handshake settled.
+   *
+   * @ignore
    */
   constructor(driver: WebSocketDriver, init: ClientWebSocketInit) {
     super(driver, init);

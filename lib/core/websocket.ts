@@ -135,8 +135,12 @@ export class BaseWebSocket {
   /**
    * Made by the connection when a handshake completes.
    *
+   * Not public API: its parameters are internal types. Connections make it.
+   *
    * @param driver The connection.
    * @param init What the handshake settled.
+   *
+   * @ignore
    */
   constructor(driver: WebSocketDriver, init: WebSocketInit) {
     this.#driver = driver;

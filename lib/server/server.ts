@@ -80,8 +80,12 @@ export class Server<T = undefined> {
   /**
    * Binds and starts accepting.
    *
+   * Not public API: its parameters are internal types. Use `serve`.
+   *
    * @param options What to serve.
    * @param listen The runtime adapter's listen function.
+   *
+   * @ignore
    */
   constructor(options: ServeOptions<T>, listen: Listen) {
     if (typeof options !== "object" || options === null) {

@@ -42,10 +42,14 @@ export class UpgradeRequest {
   /**
    * Made by the server for each upgrade request.
    *
+   * Not public API: its parameters are internal types. The server makes it.
+   *
    * @param head The parsed request head.
    * @param info What the handshake checks found.
    * @param remote The client's address, the TCP peer's port, the TCP peer's address, and
    * whether the connection is TLS (for the scheme of `url`).
+   *
+   * @ignore
    */
   constructor(
     head: RequestHead,

@@ -93,9 +93,13 @@ export class ServerWebSocket<T = undefined> extends BaseWebSocket {
   /**
    * Made by the server when a handshake completes.
    *
+   * Not public API: its parameters are internal types. The server makes it.
+   *
    * @param driver The connection.
    * @param init What the handshake settled.
    * @param data The upgrade hook's per-connection data.
+   *
+   * @ignore
    */
   constructor(driver: ServerWebSocketDriver, init: WebSocketInit, data: T) {
     super(driver, init);

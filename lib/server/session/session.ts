@@ -369,6 +369,8 @@ export class Session<T = undefined> {
    * Made by the session server only: a session made otherwise has no state and cannot be used.
    *
    * @param data The upgrade hook's data.
+   *
+   * @ignore
    */
   constructor(data: T) {
     this.data = data;

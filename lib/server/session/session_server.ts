@@ -761,8 +761,12 @@ export class SessionServer<T = undefined> {
   /**
    * Binds and starts accepting.
    *
+   * Not public API: its parameters are internal types. Use `serveSessions`.
+   *
    * @param options The session server's options.
    * @param listen The runtime's listen function.
+   *
+   * @ignore
    */
   constructor(options: SessionServeOptions<T>, listen: Listen) {
     this.#hub = new SessionHub(options, listen);
