@@ -11,8 +11,33 @@ import type { ClientWebSocket } from "./client_websocket.ts";
 import { type ConnectOptions, connectWith } from "./connect.ts";
 import type { WebSocketLike } from "./session.ts";
 
-/** The options of `connect` a session's connections may take (not its handlers, nor the
- * subprotocols, which are the session layer's). */
+/**
+ * The options of `connect` a session's connections may take (not its handlers, nor the
+ * subprotocols, which are the session layer's).
+ *
+ * @example
+ * ```ts
+ * import { connectSession, serveSessions, type SessionConnectOptions } from "@sluice/ws";
+ * const server = serveSessions({
+ *   port: 0,
+ *   secret: "a secret of at least 16 characters",
+ *   upgrade(request) {
+ *     if (request.headers.get("authorization") !== "Bearer t0ken") {
+ *       return new Response(null, { status: 401 });
+ *     }
+ *   },
+ *   request: () => "ok",
+ * });
+ * const connect: SessionConnectOptions = {
+ *   headers: { Authorization: "Bearer t0ken" },
+ *   heartbeat: { interval: 20_000, timeout: 10_000 },
+ * };
+ * const client = connectSession(`ws://127.0.0.1:${server.port}`, { connect });
+ * console.log(await client.request("ping")); // ok
+ * client.close();
+ * await server.shutdown();
+ * ```
+ */
 export type SessionConnectOptions = Omit<
   ConnectOptions,
   | "protocols"

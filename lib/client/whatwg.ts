@@ -38,10 +38,35 @@ export type WebSocketOptions = Omit<
   "protocols" | "open" | "message" | "fragment" | "drain" | "ping" | "pong" | "close" | "error"
 >;
 
-/** What `binaryType` may be: how binary messages are handed to `message` listeners. */
+/**
+ * What `binaryType` may be: how binary messages are handed to `message` listeners.
+ *
+ * @example
+ * ```ts
+ * import { type BinaryType, serve, WebSocket } from "@sluice/ws";
+ * const server = serve({ port: 0, open: (ws) => void ws.send(new Uint8Array([1, 2])) });
+ * const ws = new WebSocket(`ws://127.0.0.1:${server.port}/`);
+ * const binaryType: BinaryType = "arraybuffer"; // instead of the default "blob"
+ * ws.binaryType = binaryType;
+ * const event = await new Promise<MessageEvent>((resolve) => (ws.onmessage = resolve));
+ * console.log(event.data); // ArrayBuffer { [Uint8Contents]: <01 02>, byteLength: 2 }
+ * ws.close();
+ * await new Promise((resolve) => (ws.onclose = resolve));
+ * await server.shutdown();
+ * ```
+ */
 export type BinaryType = "blob" | "arraybuffer";
 
-/** What `send` takes (the standard's `BufferSource or Blob or USVString`). */
+/**
+ * What `send` takes (the standard's `BufferSource or Blob or USVString`).
+ *
+ * @example
+ * ```ts
+ * import type { WebSocketData } from "@sluice/ws";
+ * const messages: WebSocketData[] = ["text", new Uint8Array([1]), new ArrayBuffer(2), new Blob(["b"])];
+ * console.log(messages.length); // 4: a string goes as text, the others as binary
+ * ```
+ */
 export type WebSocketData = string | ArrayBuffer | ArrayBufferView | Blob;
 
 /** How the facade opens connections: the runtime's connect, set by mod.ts. */

@@ -126,7 +126,16 @@ export const ErrorCodes = {
   WS_ERR_HANDSHAKE_TIMEOUT: 1006,
 } as const;
 
-/** A stable error code string, such as `"WS_ERR_INVALID_UTF8"`. */
+/**
+ * A stable error code string, such as `"WS_ERR_INVALID_UTF8"`.
+ *
+ * @example
+ * ```ts
+ * import { type ErrorCode, ErrorCodes } from "@sluice/ws";
+ * const code: ErrorCode = "WS_ERR_INVALID_UTF8";
+ * console.log(ErrorCodes[code]); // 1007: the close code it fails a connection with
+ * ```
+ */
 export type ErrorCode = keyof typeof ErrorCodes;
 
 /**
