@@ -26,6 +26,17 @@ import { Fifo } from "./_session_fifo.ts";
 /**
  * What the client needs of a WebSocket: the part of the WHATWG `WebSocket` it uses. The page's
  * `WebSocket`, Deno's and Bun's, and sluice's `WebSocket` facade all fit.
+ *
+ * @example
+ * ```ts
+ * import { SessionClient, type WebSocketLike } from "@sluice/ws";
+ * // Any WHATWG-shaped WebSocket fits: the page's, the runtime's, or sluice's facade.
+ * const socket: WebSocketLike = new WebSocket("ws://127.0.0.1:1", ["sluice.v1"]);
+ * socket.onerror = () => {};
+ * socket.close();
+ * const client = new SessionClient("ws://127.0.0.1:1", { webSocket: () => socket });
+ * client.close();
+ * ```
  */
 export interface WebSocketLike {
   /** Set to `"arraybuffer"` by the client, so binary messages arrive as `ArrayBuffer`s. */
@@ -54,10 +65,35 @@ export interface WebSocketLike {
  * @param url The server's URL.
  * @param protocols The subprotocols to offer: `["sluice.v1"]`.
  * @returns A new WebSocket, connecting.
+ *
+ * @example
+ * ```ts
+ * import { SessionClient, WebSocket } from "@sluice/ws";
+ * // In a browser the default is the page's WebSocket; here, sluice's WHATWG facade.
+ * const client = new SessionClient("ws://127.0.0.1:1", {
+ *   webSocket: (url, protocols) => new WebSocket(url, protocols),
+ * });
+ * console.log(client.state); // connecting
+ * client.close();
+ * ```
  */
 export type WebSocketFactory = (url: string, protocols: string[]) => WebSocketLike;
 
-/** How the client waits between connection attempts (exponential backoff with full jitter). */
+/**
+ * How the client waits between connection attempts (exponential backoff with full jitter).
+ *
+ * @example
+ * ```ts
+ * import { connectSession } from "@sluice/ws";
+ * // Wait up to 250 ms, 500 ms, 1 s… at most 10 s between attempts; count again after 30 s up.
+ * const client = connectSession("ws://127.0.0.1:1", {
+ *   backoff: { base: 250, cap: 10_000, minUptime: 30_000 },
+ * });
+ * client.on("reconnecting", ({ attempt, delay }) => console.log(attempt, delay <= 250)); // 1 true
+ * await new Promise((resolve) => client.on("reconnecting", resolve));
+ * client.close();
+ * ```
+ */
 export interface SessionBackoffOptions {
   /**
    * Milliseconds: the n-th attempt in a row waits a random time from 0 to
@@ -81,6 +117,18 @@ export interface SessionBackoffOptions {
 /**
  * Bounds on the reliable messages and requests the client holds that the server has not
  * acknowledged: waiting to be sent (offline) or sent and awaiting their acknowledgement.
+ *
+ * @example
+ * ```ts
+ * import { connectSession } from "@sluice/ws";
+ * // Hold at most 100 messages or 64 KiB for 10 s while offline; past that, drop the oldest.
+ * const client = connectSession("ws://127.0.0.1:1", {
+ *   queue: { maxMessages: 100, maxBytes: 65_536, maxAge: 10_000, overflow: "drop-oldest" },
+ * });
+ * const sent = client.send("queued while offline");
+ * client.close();
+ * await sent.catch((error) => console.log(error.code)); // SESSION_ERR_CLOSED
+ * ```
  */
 export interface SessionQueueOptions {
   /**
@@ -111,7 +159,24 @@ export interface SessionQueueOptions {
   overflow?: "reject" | "drop-oldest";
 }
 
-/** Options of {@linkcode SessionClient}. */
+/**
+ * Options of {@linkcode SessionClient}.
+ *
+ * @example
+ * ```ts
+ * import { connectSession, serveSessions } from "@sluice/ws";
+ * const server = serveSessions({ port: 0, secret: "a secret of at least 16 characters", request: () => "pong" });
+ * const client = connectSession(`ws://127.0.0.1:${server.port}`, {
+ *   backoff: { base: 500, cap: 30_000 },
+ *   queue: { maxMessages: 1000, overflow: "reject" },
+ *   requestTimeout: 5_000,
+ *   welcomeTimeout: 10_000,
+ * });
+ * console.log(await client.request("ping")); // pong
+ * client.close();
+ * await server.shutdown();
+ * ```
+ */
 export interface SessionClientOptions {
   /**
    * Opens the WebSocket connections.
@@ -153,7 +218,25 @@ export interface SessionClientOptions {
   random?: () => number;
 }
 
-/** Options of {@linkcode SessionClient.send}. */
+/**
+ * Options of {@linkcode SessionClient.send}.
+ *
+ * @example
+ * ```ts
+ * import { connectSession, serveSessions } from "@sluice/ws";
+ * const server = serveSessions({
+ *   port: 0,
+ *   secret: "a secret of at least 16 characters",
+ *   message: (_session, data) => console.log(data), // typing, then hello
+ * });
+ * const client = connectSession(`ws://127.0.0.1:${server.port}`);
+ * await new Promise((resolve) => client.on("open", resolve));
+ * await client.send("typing", { volatile: true }); // at most once: only while open
+ * await client.send("hello", { signal: AbortSignal.timeout(5_000) }); // exactly once
+ * client.close();
+ * await server.shutdown();
+ * ```
+ */
 export interface SessionSendOptions {
   /**
    * Send at most once, without a sequence number or an acknowledgement: the promise resolves
@@ -172,7 +255,24 @@ export interface SessionSendOptions {
   signal?: AbortSignal;
 }
 
-/** Options of {@linkcode SessionClient.request}. */
+/**
+ * Options of {@linkcode SessionClient.request}.
+ *
+ * @example
+ * ```ts
+ * import { connectSession, serveSessions } from "@sluice/ws";
+ * const server = serveSessions({
+ *   port: 0,
+ *   secret: "a secret of at least 16 characters",
+ *   request: (_session, data) => `price of ${data}: 3`,
+ * });
+ * const client = connectSession(`ws://127.0.0.1:${server.port}`);
+ * const reply = await client.request("tea", { timeout: 2_000, signal: AbortSignal.timeout(5_000) });
+ * console.log(reply); // price of tea: 3
+ * client.close();
+ * await server.shutdown();
+ * ```
+ */
 export interface SessionRequestOptions {
   /**
    * Milliseconds, from the call, to wait for the reply (offline time included) before rejecting
@@ -188,10 +288,35 @@ export interface SessionRequestOptions {
   signal?: AbortSignal;
 }
 
-/** What a {@linkcode SessionClient} is doing. */
+/**
+ * What a {@linkcode SessionClient} is doing.
+ *
+ * @example
+ * ```ts
+ * import { connectSession, type SessionClientState } from "@sluice/ws";
+ * const client = connectSession("ws://127.0.0.1:1");
+ * const before: SessionClientState = client.state;
+ * client.close();
+ * console.log(before, client.state); // connecting closed
+ * ```
+ */
 export type SessionClientState = "connecting" | "open" | "reconnecting" | "closed";
 
-/** A `reset` event: something could not be recovered, and the client says so. */
+/**
+ * A `reset` event: something could not be recovered, and the client says so.
+ *
+ * @example
+ * ```ts
+ * import type { SessionResetEvent } from "@sluice/ws";
+ * function explain(event: SessionResetEvent): string {
+ *   return event.scope === "session"
+ *     ? `new session (${event.reason}): ${event.resent} re-sent, ${event.rejected} lost requests`
+ *     : `${event.topic} continues at ${event.offset} (${event.reason})`;
+ * }
+ * console.log(explain({ scope: "topic", topic: "news", reason: "trimmed", epoch: "e1", offset: 42 }));
+ * // news continues at 42 (trimmed)
+ * ```
+ */
 export type SessionResetEvent =
   | {
     /** The session could not be resumed: a new one started. */
@@ -220,7 +345,22 @@ export type SessionResetEvent =
     offset: number;
   };
 
-/** The events of a {@linkcode SessionClient} and what their listeners receive. */
+/**
+ * The events of a {@linkcode SessionClient} and what their listeners receive.
+ *
+ * @example
+ * ```ts
+ * import { connectSession, serveSessions } from "@sluice/ws";
+ * const server = serveSessions({ port: 0, secret: "a secret of at least 16 characters" });
+ * const client = connectSession(`ws://127.0.0.1:${server.port}`);
+ * const { resumed, lost } = await new Promise<{ resumed: boolean; lost: number }>((resolve) =>
+ *   client.on("open", resolve)
+ * );
+ * console.log(resumed, lost); // false 0
+ * client.close();
+ * await server.shutdown();
+ * ```
+ */
 export interface SessionClientEventMap {
   /** A connection attempt starts: 0 for the first, then counting since the last stable one. */
   connecting: { attempt: number };
@@ -249,7 +389,20 @@ export interface SessionClientEventMap {
   error: { error: unknown };
 }
 
-/** The stable codes of {@linkcode SessionError}. */
+/**
+ * The stable codes of {@linkcode SessionError}.
+ *
+ * @example
+ * ```ts
+ * import { connectSession, SessionError } from "@sluice/ws";
+ * const client = connectSession("ws://127.0.0.1:1");
+ * client.close();
+ * await client.send("too late").catch((error: SessionError) => {
+ *   console.log(error.code, error.message);
+ *   // SESSION_ERR_CLOSED Cannot send: the session client is closed
+ * });
+ * ```
+ */
 export type SessionErrorCode =
   | "SESSION_ERR_CLOSED"
   | "SESSION_ERR_NOT_OPEN"
