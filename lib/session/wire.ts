@@ -6,13 +6,43 @@
  * @module
  */
 
-/** The subprotocol name the session layer negotiates. */
+/**
+ * The subprotocol name the session layer negotiates.
+ *
+ * @example
+ * ```ts
+ * import { SESSION_PROTOCOL } from "@sluice/ws";
+ * console.log(SESSION_PROTOCOL); // sluice.v1
+ * ```
+ */
 export const SESSION_PROTOCOL = "sluice.v1";
 
-/** Application data: a string travels in the text form, bytes in the binary form. */
+/**
+ * Application data: a string travels in the text form, bytes in the binary form.
+ *
+ * @example
+ * ```ts
+ * import type { SessionData } from "@sluice/ws";
+ * const text: SessionData = "hello"; // the text form
+ * const bytes: SessionData = new Uint8Array([1, 2, 3]); // the binary form
+ * console.log(typeof text, bytes.length); // string 3
+ * ```
+ */
 export type SessionData = string | Uint8Array;
 
-/** A topic position: an offset within an epoch (offset 0 is before the first message). */
+/**
+ * A topic position: an offset within an epoch (offset 0 is before the first message).
+ *
+ * @example
+ * ```ts
+ * import { serveSessions } from "@sluice/ws";
+ * const server = serveSessions({ port: 0, secret: "a secret of at least 16 characters" });
+ * server.publish("news", "one");
+ * const { offset } = server.publish("news", "two");
+ * console.log(offset); // 2
+ * await server.shutdown();
+ * ```
+ */
 export interface Position {
   /** The numbering's identity: offsets of different epochs are unrelated. */
   epoch: string;
@@ -20,10 +50,37 @@ export interface Position {
   offset: number;
 }
 
-/** Why a resume did not continue the session. */
+/**
+ * Why a resume did not continue the session.
+ *
+ * @example
+ * ```ts
+ * import type { ResumeRefusal } from "@sluice/ws";
+ * const advice: Record<ResumeRefusal, string> = {
+ *   expired: "the session outlived its window",
+ *   restarted: "the server restarted",
+ *   invalid: "the token did not verify",
+ *   "not-yours": "the token belongs to another identity",
+ * };
+ * console.log(advice.expired); // the session outlived its window
+ * ```
+ */
 export type ResumeRefusal = "expired" | "restarted" | "invalid" | "not-yours";
 
-/** Why a topic position could not be recovered. */
+/**
+ * Why a topic position could not be recovered.
+ *
+ * @example
+ * ```ts
+ * import type { ResetReason } from "@sluice/ws";
+ * const why: Record<ResetReason, string> = {
+ *   epoch: "the topic's numbering restarted",
+ *   trimmed: "the history no longer holds the position",
+ *   ahead: "the position is past the topic's head",
+ * };
+ * console.log(why.trimmed); // the history no longer holds the position
+ * ```
+ */
 export type ResetReason = "epoch" | "trimmed" | "ahead";
 
 /** A frame from the client. */
@@ -58,7 +115,16 @@ export type ServerFrame =
   | { t: "unsubscribed"; topic: string; reason: "denied" | "server" }
   | { t: "bye"; retry: [number, number]; reason?: string };
 
-/** A frame that breaks the protocol; the receiver closes with 1008 and this message. */
+/**
+ * A frame that breaks the protocol; the receiver closes with 1008 and this message.
+ *
+ * @example
+ * ```ts
+ * import { SessionProtocolError } from "@sluice/ws";
+ * const error = new SessionProtocolError("unknown frame type");
+ * console.log(error.closeReason); // sluice.v1: unknown frame type
+ * ```
+ */
 export class SessionProtocolError extends Error {
   /** The error's name. */
   override name = "SessionProtocolError";

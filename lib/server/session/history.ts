@@ -20,7 +20,23 @@ import {
 } from "../../session/wire.ts";
 import { randomId } from "./token.ts";
 
-/** How much history each topic keeps. */
+/**
+ * How much history each topic keeps.
+ *
+ * @example
+ * ```ts
+ * import { serveSessions } from "@sluice/ws";
+ * // Keep each topic's last 500 messages or 1 MiB, for 10 minutes, in at most 1,000 topics.
+ * const server = serveSessions({
+ *   port: 0,
+ *   secret: "a secret of at least 16 characters",
+ *   history: { maxMessages: 500, maxBytes: 1_048_576, maxAge: 600_000, maxTopics: 1_000 },
+ * });
+ * server.publish("news", "first");
+ * console.log(server.stats().sessions.history.messages); // 1
+ * await server.shutdown();
+ * ```
+ */
 export interface HistoryOptions {
   /** Messages kept per topic. @default {1000} */
   maxMessages?: number;
@@ -36,12 +52,42 @@ export interface HistoryOptions {
   maxTotalBytes?: number;
 }
 
-/** The frames after a position, or the reason there are none and where the topic stands. */
+/**
+ * The frames after a position, or the reason there are none and where the topic stands.
+ *
+ * @example
+ * ```ts
+ * import type { Since } from "@sluice/ws";
+ * function describe(since: Since): string {
+ *   return "frames" in since
+ *     ? `${since.frames.length} to replay`
+ *     : `reset (${since.reason}): continue at ${since.head.offset}`;
+ * }
+ * console.log(describe({ frames: [] })); // 0 to replay
+ * console.log(describe({ reason: "trimmed", head: { epoch: "e", offset: 9 } }));
+ * // reset (trimmed): continue at 9
+ * ```
+ */
 export type Since =
   | { frames: Array<string | Uint8Array> }
   | { reason: ResetReason; head: Position };
 
-/** Where topic history lives. */
+/**
+ * Where topic history lives.
+ *
+ * @example
+ * ```ts
+ * import { serveSessions, type TopicHistory } from "@sluice/ws";
+ * // The seam a shared store plugs into (the `topicHistory` option); here, the default one.
+ * const server = serveSessions({ port: 0, secret: "a secret of at least 16 characters" });
+ * server.publish("news", "hello");
+ * function headOf(history: Pick<TopicHistory, "head">, topic: string): number {
+ *   return history.head(topic).offset;
+ * }
+ * console.log(headOf({ head: () => ({ epoch: "e", offset: 1 }) }, "news")); // 1
+ * await server.shutdown();
+ * ```
+ */
 export interface TopicHistory {
   /**
    * Numbers a message and keeps it.

@@ -36,7 +36,22 @@ import {
 import { MemorySessionStore, type SessionStore } from "./store.ts";
 import { randomId, TokenSigner } from "./token.ts";
 
-/** How much each session keeps for replay. */
+/**
+ * How much each session keeps for replay.
+ *
+ * @example
+ * ```ts
+ * import { serveSessions } from "@sluice/ws";
+ * // Keep at most 100 messages or 256 KiB per session for its client, 16 MiB in all.
+ * const server = serveSessions({
+ *   port: 0,
+ *   secret: "a secret of at least 16 characters",
+ *   replay: { maxMessages: 100, maxBytes: 262_144, maxTotalBytes: 16 * 1024 * 1024 },
+ * });
+ * console.log(server.stats().sessions.replayBytes); // 0
+ * await server.shutdown();
+ * ```
+ */
 export interface ReplayOptions {
   /** Unacknowledged messages kept per session. @default {1000} */
   maxMessages?: number;
@@ -48,7 +63,30 @@ export interface ReplayOptions {
   maxTotalBytes?: number;
 }
 
-/** Handlers of the session server. */
+/**
+ * Handlers of the session server.
+ *
+ * @example
+ * ```ts
+ * import { connectSession, serveSessions } from "@sluice/ws";
+ * const server = serveSessions({
+ *   port: 0,
+ *   secret: "a secret of at least 16 characters",
+ *   open: (session, { resumed }) => console.log("open", resumed), // open false
+ *   message: (session, data) => void session.send(`got ${data}`),
+ *   request: (_session, data) => ({ echo: data }), // sent back as JSON text
+ *   subscribe: (_session, topic) => topic.startsWith("public/"), // which topics a client may join
+ *   detach: (_session, code) => console.log("detach", code), // detach 1000
+ * });
+ * const client = connectSession(`ws://127.0.0.1:${server.port}`);
+ * const got = new Promise((resolve) => client.on("message", ({ data }) => resolve(data)));
+ * await client.send("hi");
+ * console.log(await got); // got hi
+ * console.log(await client.request("x")); // {"echo":"x"}
+ * client.close();
+ * await server.shutdown();
+ * ```
+ */
 export interface SessionHandlers<T> {
   /**
    * A connection carries a session: a new one, or one resumed (`resumed`). A new session after
@@ -78,8 +116,19 @@ export interface SessionHandlers<T> {
   error?(error: unknown, session: Session<T> | undefined): void;
 }
 
-/** The options of `serve` that the session server takes as they are: all but its handlers and
- * `protocols` (the session layer owns those). */
+/**
+ * The options of `serve` that the session server takes as they are: all but its handlers and
+ * `protocols` (the session layer owns those).
+ *
+ * @example
+ * ```ts
+ * import { type SessionBaseOptions, serveSessions } from "@sluice/ws";
+ * const base: SessionBaseOptions<undefined> = { port: 0, maxPayloadLength: 65_536, idleTimeout: 0 };
+ * const server = serveSessions({ ...base, secret: "a secret of at least 16 characters" });
+ * console.log(server.port > 0); // true
+ * await server.shutdown();
+ * ```
+ */
 export type SessionBaseOptions<T> = Omit<
   ServeBaseOptions<T>,
   "open" | "message" | "fragment" | "drain" | "ping" | "pong" | "close" | "error" | "protocols"
@@ -139,7 +188,21 @@ export type SessionServeOptions<T = undefined> =
     topicHistory?: TopicHistory;
   };
 
-/** The session layer's figures in {@linkcode SessionServer.stats}. */
+/**
+ * The session layer's figures in {@linkcode SessionServer.stats}.
+ *
+ * @example
+ * ```ts
+ * import { connectSession, serveSessions } from "@sluice/ws";
+ * const server = serveSessions({ port: 0, secret: "a secret of at least 16 characters" });
+ * const client = connectSession(`ws://127.0.0.1:${server.port}`);
+ * await new Promise((resolve) => client.on("open", resolve));
+ * const { sessions, attached, created } = server.stats().sessions;
+ * console.log(sessions, attached, created); // 1 1 1
+ * client.close();
+ * await server.shutdown();
+ * ```
+ */
 export interface SessionStats {
   /** Sessions held, with a connection or without one (within the resume window). */
   sessions: number;
@@ -845,7 +908,23 @@ export class SessionServer<T = undefined> {
   }
 }
 
-/** How {@linkcode SessionServer.shutdown} closes the server. */
+/**
+ * How {@linkcode SessionServer.shutdown} closes the server.
+ *
+ * @example
+ * ```ts
+ * import { connectSession, serveSessions } from "@sluice/ws";
+ * const server = serveSessions({ port: 0, secret: "a secret of at least 16 characters" });
+ * const client = connectSession(`ws://127.0.0.1:${server.port}`);
+ * await new Promise((resolve) => client.on("open", resolve));
+ * const next = new Promise<{ delay: number }>((resolve) => client.on("reconnecting", resolve));
+ * // 1012 (Service Restart); each client comes back 1 to 2 s later, at a random moment.
+ * await server.shutdown({ code: 1012, reason: "deploy", retry: [1_000, 2_000] });
+ * const { delay } = await next;
+ * console.log(delay >= 1_000 && delay <= 2_000); // true
+ * client.close();
+ * ```
+ */
 export interface SessionShutdownOptions extends ShutdownOptions {
   /** The range of milliseconds clients wait, each drawn at random, before they come back.
    * @default {[1000, 5000]} */
