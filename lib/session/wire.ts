@@ -170,9 +170,11 @@ export function encodeFrame(frame: ClientFrame | ServerFrame): string | Uint8Arr
 
 /** What JSON.stringify escapes in a string: quotes, backslashes, control characters, and
  * surrogates (lone ones are escaped; pairs are left to it too, for simplicity). */
+// deno-lint-ignore no-control-regex -- JSON escapes exactly these (RFC 8259 §7).
 const NEEDS_ESCAPE = /["\\\x00-\x1f\ud800-\udfff]/;
 
 /** What a string that may be JSON must not hold for it to be taken as it is. */
+// deno-lint-ignore no-control-regex -- JSON escapes exactly these (RFC 8259 §7).
 const NOT_PLAIN = /["\\\x00-\x1f]/;
 
 /**
