@@ -29,6 +29,7 @@ export {
   type ErrorCode,
   ErrorCodes,
   HandshakeError,
+  type HandshakeErrorOptions,
   WebSocketError,
 } from "./lib/protocol/errors.ts";
 export { ClientWebSocket } from "./lib/client/client_websocket.ts";

@@ -129,3 +129,9 @@ export function handlersAreFunctions(): void {
   // @ts-expect-error: nor is a number.
   serve({ upgrade: 42 });
 }
+
+/** A handler may return what it likes (the value is ignored, a promise awaited for errors). */
+export function handlersReturnAnything(): void {
+  serve({ message: (ws, data) => ws.send(data) });
+  serve({ open: (ws) => ws.subscribe("news"), close: () => 42 });
+}

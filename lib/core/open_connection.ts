@@ -70,12 +70,12 @@ let maskKeys: MaskKeySource | undefined;
  */
 export interface Handlers<W> {
   /** The connection is open (before any message is delivered). */
-  open?(ws: W): void | Promise<void>;
+  open?(ws: W): unknown;
   /**
    * A whole message: a string for text, a Uint8Array for binary (memory never reused, so it
    * may be kept).
    */
-  message?(ws: W, data: string | Uint8Array, isBinary: boolean): void | Promise<void>;
+  message?(ws: W, data: string | Uint8Array, isBinary: boolean): unknown;
   /**
    * Messages piece by piece as they arrive, instead of whole (`message` is then not called):
    * text as decoded characters, binary as views; `fin` on a message's last piece.
@@ -85,19 +85,19 @@ export interface Handlers<W> {
     data: string | Uint8Array,
     isBinary: boolean,
     fin: boolean,
-  ): void | Promise<void>;
+  ): unknown;
   /** Sends that met backpressure (`SendStatus.Backpressure` or `Dropped`) may go on. */
-  drain?(ws: W): void | Promise<void>;
+  drain?(ws: W): unknown;
   /** A ping arrived (the pong is sent automatically). */
-  ping?(ws: W, data: Uint8Array): void | Promise<void>;
+  ping?(ws: W, data: Uint8Array): unknown;
   /** A pong arrived. */
-  pong?(ws: W, data: Uint8Array): void | Promise<void>;
+  pong?(ws: W, data: Uint8Array): unknown;
   /**
    * The connection closed; called once. `code` is the peer's close code (1005 if its Close
    * frame had none), the code the connection failed with, or 1006 if TCP ended without a
    * closing handshake.
    */
-  close?(ws: W, code: number, reason: string): void | Promise<void>;
+  close?(ws: W, code: number, reason: string): unknown;
   /**
    * An error: a handler threw, the peer broke the protocol (a `WebSocketError`), the
    * connection broke. Without it, handler errors are printed and protocol errors are silent.
@@ -921,7 +921,7 @@ export class OpenConnection<W extends BaseWebSocket>
   /** Runs a handler that takes the WebSocket and maybe a payload; a throw or rejection fails
    * the connection with 1011. */
   #call(
-    handler: ((ws: W, payload: Uint8Array) => void | Promise<void>) | undefined,
+    handler: ((ws: W, payload: Uint8Array) => unknown) | undefined,
     payload: Uint8Array = EMPTY,
   ): void {
     if (handler === undefined) return;

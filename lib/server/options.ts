@@ -475,7 +475,7 @@ export interface ServeBaseOptions<T = undefined> {
    */
   topicRegistry?: TopicRegistryFactory;
   /** A connection is open. */
-  open?(ws: ServerWebSocket<T>): void | Promise<void>;
+  open?(ws: ServerWebSocket<T>): unknown;
   /**
    * A message arrived: a string for text, a Uint8Array for binary. The Uint8Array is a view of
    * memory the server never reuses, so it may be kept. `typeof data === "string"` tells them
@@ -486,7 +486,7 @@ export interface ServeBaseOptions<T = undefined> {
     ws: ServerWebSocket<T>,
     data: string | Uint8Array,
     isBinary: boolean,
-  ): void | Promise<void>;
+  ): unknown;
   /**
    * Receive data messages piece by piece, as they arrive, instead of whole: text as decoded
    * characters, binary as views; `fin` on a message's last piece. With this handler `message`
@@ -499,22 +499,22 @@ export interface ServeBaseOptions<T = undefined> {
     data: string | Uint8Array,
     isBinary: boolean,
     fin: boolean,
-  ): void | Promise<void>;
+  ): unknown;
   /**
    * A connection whose sends met backpressure (a send returned `SendStatus.Backpressure` or
    * `SendStatus.Dropped`) has written everything it had queued.
    */
-  drain?(ws: ServerWebSocket<T>): void | Promise<void>;
+  drain?(ws: ServerWebSocket<T>): unknown;
   /** A ping arrived (the pong is sent automatically). */
-  ping?(ws: ServerWebSocket<T>, data: Uint8Array): void | Promise<void>;
+  ping?(ws: ServerWebSocket<T>, data: Uint8Array): unknown;
   /** A pong arrived. */
-  pong?(ws: ServerWebSocket<T>, data: Uint8Array): void | Promise<void>;
+  pong?(ws: ServerWebSocket<T>, data: Uint8Array): unknown;
   /**
    * The connection closed; called once per opened connection. `code` is the peer's close code
    * (1005 if its Close frame had none), the code we failed the connection with, or 1006 if the
    * TCP connection ended without a closing handshake.
    */
-  close?(ws: ServerWebSocket<T>, code: number, reason: string): void | Promise<void>;
+  close?(ws: ServerWebSocket<T>, code: number, reason: string): unknown;
   /**
    * An error: a handler threw (the connection is then closed with 1011), the peer broke the
    * protocol (a `WebSocketError`; the connection is failed with its close code), or the upgrade

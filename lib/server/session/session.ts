@@ -31,7 +31,7 @@ export interface Link<T> {
 /** What a session needs from the server that holds it. */
 export interface SessionHome<T> {
   /** Runs the `message` handler (reliable and volatile messages). */
-  message(session: Session<T>, data: SessionData): void | Promise<void>;
+  message(session: Session<T>, data: SessionData): unknown;
   /** Runs the `request` handler. */
   request(session: Session<T>, data: SessionData): SessionData | Promise<SessionData>;
   /** Subscribes a session's connection and sends the topic's answer and missed messages. */

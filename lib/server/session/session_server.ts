@@ -98,7 +98,7 @@ export interface SessionHandlers<T> {
    * `send` resolves once this returns or its promise settles); volatile ones at most once. The
    * bytes may be kept.
    */
-  message?(session: Session<T>, data: SessionData): void | Promise<void>;
+  message?(session: Session<T>, data: SessionData): unknown;
   /**
    * A request from the client: what this returns (or resolves to) is the reply: a string, bytes,
    * or anything else as JSON. Throwing or rejecting sends an error reply with the message.
@@ -647,7 +647,7 @@ class SessionHub<T> implements SessionHome<T> {
   // --- SessionHome --------------------------------------------------------------------------
 
   /** Runs the message handler. */
-  message(session: Session<T>, data: SessionData): void | Promise<void> {
+  message(session: Session<T>, data: SessionData): unknown {
     return this.#handlers.message?.(session, data);
   }
 
