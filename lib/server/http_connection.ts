@@ -206,6 +206,17 @@ export class HttpConnection<T> implements TransportHandler {
     }
   }
 
+  /**
+   * Closes gracefully, for a server shutting down: an idle connection closes now; a request in
+   * progress is answered (with `Connection: close` if its response has not started), then the
+   * connection closes. The shutdown's timeout bounds the wait.
+   */
+  shutdown(): void {
+    const ex = this.#exchange;
+    if (ex === undefined || ex.done) this.#close();
+    else ex.keepAlive = false;
+  }
+
   /** Closes the connection now. */
   terminate(): void {
     this.transport.destroy();

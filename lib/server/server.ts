@@ -13,6 +13,7 @@ import { checkInteger } from "../core/_checks.ts";
 import { describe } from "../core/_describe.ts";
 import { HandshakePhase } from "./handshake_phase.ts";
 import { ServerConnection } from "./server_connection.ts";
+import { HttpConnection } from "./http_connection.ts";
 import { webEngine } from "../protocol/extensions/web_engine.ts";
 import { zlibEngine } from "../protocol/extensions/zlib_engine.ts";
 import type {
@@ -231,8 +232,9 @@ export class Server<T = undefined> {
   }
 
   /**
-   * Stops accepting, sends a Close frame to every open connection, waits for their closing
-   * handshakes up to the timeout, then drops whatever remains. Resolves when every socket is
+   * Stops accepting, sends a Close frame to every open connection, lets plain HTTP connections
+   * finish the response they are writing (idle ones close at once), waits for all of it up to
+   * the timeout, then drops whatever remains. Resolves when every socket is
    * gone. Calling it again returns the same promise. The options are checked first: bad ones
    * reject with a `TypeError` or `RangeError` and change nothing, so a later call can still
    * shut the server down.
@@ -263,8 +265,10 @@ export class Server<T = undefined> {
     this.#listener.close();
     const connections = this.#core.connections;
     for (const connection of connections) {
-      // Mid-handshake, or an HTTP response: nothing to close gracefully.
-      if (!(connection instanceof ServerConnection)) connection.terminate();
+      // A plain HTTP connection finishes the response it is writing; one mid-handshake has
+      // nothing to close gracefully.
+      if (connection instanceof HttpConnection) connection.shutdown();
+      else if (!(connection instanceof ServerConnection)) connection.terminate();
       else if (connection.webSocket.readyState === OPEN) connection.webSocket.close(code, reason);
     }
     if (connections.size === 0) {
