@@ -429,14 +429,22 @@ export class HttpConnection<T> implements TransportHandler {
         head.method === "HEAD",
       );
     }
-    let url: URL;
-    try {
-      url = new URL(head.target, `${options.cert === undefined ? "http" : "https"}://${host}`);
-    } catch {
-      return this.#refuse(
-        { status: 400, message: "Bad request: invalid Host or target", headers: [] },
-        head.method === "HEAD",
-      );
+    const base = `${options.cert === undefined ? "http" : "https"}://${host}`;
+    let url: URL | undefined;
+    let href: string;
+    if (head.target.charCodeAt(0) === 0x2f && options.metricsPath === undefined) {
+      // The usual origin-form target: the Request constructor parses the URL, once.
+      href = base + head.target;
+    } else {
+      try {
+        url = new URL(head.target, base);
+        href = url.href;
+      } catch {
+        return this.#refuse(
+          { status: 400, message: "Bad request: invalid Host or target", headers: [] },
+          head.method === "HEAD",
+        );
+      }
     }
     const ex: Exchange = {
       head,
@@ -469,7 +477,7 @@ export class HttpConnection<T> implements TransportHandler {
       ? undefined
       : this.#bodyStream(ex);
     // Whatever escapes (a body already used, say) fails this exchange, not the process.
-    this.#answer(ex, url, body).catch((error) => this.#streamFailed(ex, error));
+    this.#answer(ex, href, url, body).catch((error) => this.#streamFailed(ex, error));
     return parser.rest;
   }
 
@@ -595,13 +603,14 @@ export class HttpConnection<T> implements TransportHandler {
 
   async #answer(
     ex: Exchange,
-    url: URL,
+    href: string,
+    url: URL | undefined,
     body: ReadableStream<Uint8Array> | undefined,
   ): Promise<void> {
     const options = this.#options;
     let response: Response | undefined;
     try {
-      if (options.metricsPath !== undefined && url.pathname === options.metricsPath) {
+      if (url !== undefined && url.pathname === options.metricsPath) {
         const method = ex.head.method;
         response = method === "GET" || method === "HEAD"
           ? new Response(prometheusText(this.#server.stats()), {
@@ -609,9 +618,11 @@ export class HttpConnection<T> implements TransportHandler {
           })
           : new Response("Method not allowed", { status: 405, headers: { Allow: "GET, HEAD" } });
       } else if (options.fetch !== undefined) {
-        const headers = new Headers();
-        for (const [name, value] of ex.head.headers) headers.append(name, value);
-        const init: RequestInit & { duplex?: "half" } = { method: ex.head.method, headers };
+        // The header pairs as they came: the Request makes its Headers from them.
+        const init: RequestInit & { duplex?: "half" } = {
+          method: ex.head.method,
+          headers: ex.head.headers,
+        };
         if (body !== undefined) {
           init.body = body;
           init.duplex = "half";
@@ -620,8 +631,16 @@ export class HttpConnection<T> implements TransportHandler {
         if (options.trustedProxy !== undefined) {
           address = clientAddress(address, ex.head.headers, options.trustedProxy);
         }
+        let request: Request;
+        try {
+          request = new Request(href, init);
+        } catch {
+          // A Host the URL parser refuses.
+          this.#text(ex, 400, "Bad request: invalid Host or target");
+          return;
+        }
         response = checkFetchResult(
-          await options.fetch(new Request(url, init), {
+          await options.fetch(request, {
             remoteAddress: address,
             peerAddress: this.transport.remoteAddress,
           }),
