@@ -7,7 +7,7 @@
  * @module
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import process from "node:process";
 import { createInterface } from "node:readline";
@@ -345,4 +345,32 @@ export function keyValues(line: string): Map<string, string> {
       return [f.slice(0, at), f.slice(at + 1)] as const;
     }),
   );
+}
+
+/**
+ * Runs a harness's `main` when the file is the script: a setup problem (a bad option, no
+ * compiler) prints its message alone and exits with 2; otherwise the exit code `main` set.
+ *
+ * @param script The harness's path, for the message (`bench/e2e.ts`).
+ * @param main The harness.
+ */
+export async function runHarness(script: string, main: () => Promise<void>): Promise<void> {
+  try {
+    await main();
+  } catch (error) {
+    console.error(`${script}: ${error instanceof Error ? error.message : String(error)}`);
+    process.exitCode = 2;
+  }
+  process.exit();
+}
+
+/**
+ * Writes a harness's results as JSON and says where.
+ *
+ * @param path The file.
+ * @param results What to write.
+ */
+export function writeResults(path: string, results: unknown): void {
+  writeFileSync(path, `${JSON.stringify(results, null, 2)}\n`);
+  console.log(`\nwrote ${path}`);
 }

@@ -32,7 +32,7 @@
  *
  * @module
  */
-import { readFileSync, writeFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { availableParallelism, release } from "node:os";
 import { spawnSync } from "node:child_process";
 import process from "node:process";
@@ -46,9 +46,11 @@ import {
   option,
   quietOptions,
   ROOT,
+  runHarness,
   type Runtime,
   start,
   stopChild,
+  writeResults,
 } from "./_proc.ts";
 import type { LoadResult } from "./_client_load.ts";
 import { type Peer, PEER_KINDS, type PeerKind, startPeer } from "../tests/_peers.ts";
@@ -397,25 +399,9 @@ async function main(): Promise<void> {
     for (const run of failures) console.log(`round ${run.round} ${describe(run).trim()}`);
   }
   if (json !== "") {
-    writeFileSync(
-      json,
-      JSON.stringify({ machine: versions(), settings: s, runs, summaries, ratios }, null, 2) +
-        "\n",
-    );
-    console.log(`\nwrote ${json}`);
+    writeResults(json, { machine: versions(), settings: s, runs, summaries, ratios });
   }
   process.exitCode = failures.length > 0 ? 1 : 0;
 }
 
-if (import.meta.main) {
-  try {
-    await main();
-  } catch (error) {
-    // A setup problem (a bad option): its message is all the user needs.
-    console.error(
-      `bench/client_bench.ts: ${error instanceof Error ? error.message : String(error)}`,
-    );
-    process.exitCode = 2;
-  }
-  process.exit();
-}
+if (import.meta.main) await runHarness("bench/client_bench.ts", main);

@@ -96,6 +96,7 @@ import {
   quietOptions,
   ROOT,
   rss,
+  runHarness,
   type ServerName,
   SERVERS,
   sleep,
@@ -1170,13 +1171,4 @@ async function main(): Promise<void> {
   process.exitCode = failures.length > 0 ? 1 : 0;
 }
 
-if (import.meta.main) {
-  try {
-    await main();
-  } catch (error) {
-    // A setup problem (no compiler, a bad option): its message is all the user needs.
-    console.error(`bench/e2e.ts: ${error instanceof Error ? error.message : String(error)}`);
-    process.exitCode = 2;
-  }
-  process.exit();
-}
+if (import.meta.main) await runHarness("bench/e2e.ts", main);

@@ -55,7 +55,7 @@
  * @module
  */
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, renameSync, statSync } from "node:fs";
 import { availableParallelism, release } from "node:os";
 import process from "node:process";
 import {
@@ -71,9 +71,11 @@ import {
   pinSelf,
   quietOptions,
   ROOT,
+  runHarness,
   type Runtime,
   start,
   stopChild,
+  writeResults,
 } from "./_proc.ts";
 
 // ---------------------------------------------------------------- servers and targets
@@ -489,19 +491,9 @@ async function main(): Promise<void> {
   if (json !== "") {
     const settings = { rounds, conns: cx.conns, seconds: cx.seconds, warmup: cx.warmup };
     const results = { machine: machine(), settings, pinned: cx.pin, runs, summaries, ratios };
-    writeFileSync(json, `${JSON.stringify(results, null, 2)}\n`);
-    console.log(`\nwrote ${json}`);
+    writeResults(json, results);
   }
   process.exitCode = failures.length > 0 ? 1 : 0;
 }
 
-if (import.meta.main) {
-  try {
-    await main();
-  } catch (error) {
-    // A setup problem (no compiler, a bad option): its message is all the user needs.
-    console.error(`bench/http_bench.ts: ${error instanceof Error ? error.message : String(error)}`);
-    process.exitCode = 2;
-  }
-  process.exit();
-}
+if (import.meta.main) await runHarness("bench/http_bench.ts", main);

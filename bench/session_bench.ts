@@ -61,7 +61,6 @@
  *
  * @module
  */
-import { writeFileSync } from "node:fs";
 import { availableParallelism, release } from "node:os";
 import { spawnSync } from "node:child_process";
 import process from "node:process";
@@ -75,9 +74,11 @@ import {
   median,
   option,
   quietOptions,
+  runHarness,
   type Runtime,
   start,
   stopChild,
+  writeResults,
 } from "./_proc.ts";
 import type { AckResult, ReplayResult } from "./_session_load.mjs";
 
@@ -602,21 +603,9 @@ async function main(): Promise<void> {
       summaries: { loads: loadSummaries, replays: replaySummaries },
       ratios,
     };
-    writeFileSync(json, `${JSON.stringify(results, null, 2)}\n`);
-    console.log(`\nwrote ${json}`);
+    writeResults(json, results);
   }
   process.exitCode = failures.length > 0 ? 1 : 0;
 }
 
-if (import.meta.main) {
-  try {
-    await main();
-  } catch (error) {
-    // A setup problem (a bad option): its message is all the user needs.
-    console.error(
-      `bench/session_bench.ts: ${error instanceof Error ? error.message : String(error)}`,
-    );
-    process.exitCode = 2;
-  }
-  process.exit();
-}
+if (import.meta.main) await runHarness("bench/session_bench.ts", main);

@@ -17,6 +17,7 @@ import {
   type Position,
   type ResetReason,
   type ResumeRefusal,
+  type ServerFrame,
   SESSION_PROTOCOL,
   type SessionData,
   SessionProtocolError,
@@ -1212,15 +1213,7 @@ export class SessionClient {
     }
   }
 
-  #welcome(frame: {
-    session: string;
-    token: string;
-    resumed: boolean;
-    reason?: ResumeRefusal;
-    ack: number;
-    seq: number;
-    lost?: number;
-  }): void {
+  #welcome(frame: ServerFrame & { t: "welcome" }): void {
     if (frame.resumed) {
       if (!this.#resuming) {
         this.#violate(new SessionProtocolError("welcome frame: resumed without a token"));
