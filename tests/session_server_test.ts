@@ -583,3 +583,36 @@ test("bad arguments to send, publish and subscribe throw at the call", async () 
     assert.deepEqual(await peer.next("msg"), { t: "msg", seq: 1, d: "still fine" });
   });
 });
+
+test("a token presented by another identity leaves the session where it was", async () => {
+  let user = "ann";
+  const evicted: string[] = [];
+  await withSessions<{ user: string }>({
+    upgrade: () => ({ data: { user } }),
+    bind: (data) => data.user,
+    maxDetachedSessions: 2,
+    end: (session, why) => void evicted.push(`${session.data.user}:${why}`),
+  }, async (h) => {
+    const detach = async (name: string) => {
+      user = name;
+      const peer = await h.peer();
+      const welcome = await peer.hello();
+      const before = h.server.stats().sessions.detached;
+      await peer.drop();
+      await waitFor(() => h.server.stats().sessions.detached === before + 1, `${name} to detach`);
+      return welcome.token;
+    };
+    const annToken = await detach("ann");
+    await detach("carol");
+    user = "bob";
+    const thief = await h.peer();
+    assert.equal((await thief.hello({ token: annToken })).reason, "not-yours");
+    // ann is still the session detached longest: the next detach evicts her, not carol.
+    user = "dave";
+    const dave = await h.peer();
+    await dave.hello();
+    await dave.drop();
+    await waitFor(() => evicted.length === 1, "an eviction");
+    assert.deepEqual(evicted, ["ann:evicted"]);
+  });
+});

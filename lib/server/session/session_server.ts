@@ -539,8 +539,13 @@ class SessionHub<T> implements SessionHome<T> {
       this.#welcome(ws, hello, undefined, checked.refusal);
       return;
     }
-    const attached = this.#attached.get(checked.id);
-    const found = attached ?? this.#store.take(checked.id);
+    const held = this.#attached.get(checked.id) ?? this.#store.peek(checked.id);
+    if (held !== undefined && held.binding !== this.#bind(ws.data.data)) {
+      // Another identity's: refused without touching it (its window keeps running).
+      this.#welcome(ws, hello, held, undefined);
+      return;
+    }
+    const found = held?.ws !== undefined ? held : this.#store.take(checked.id);
     if (!isThenable(found)) {
       this.#welcome(ws, hello, found, found === undefined ? "expired" : undefined);
       return;
@@ -573,8 +578,10 @@ class SessionHub<T> implements SessionHome<T> {
     let state = found;
     let reason = refusal;
     if (state !== undefined && state.binding !== binding) {
-      // Not this identity's: it stays where it was.
-      if (state.ws === undefined) this.#store.keep(state, this.#settings.window);
+      // Not this identity's: it stays where it was (a store that answers later gives it back).
+      if (state.ws === undefined && this.#store.peek(state.id) === undefined) {
+        this.#store.keep(state, this.#settings.window);
+      }
       state = undefined;
       reason = "not-yours";
     }
