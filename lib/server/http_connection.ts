@@ -11,6 +11,7 @@
  * @module
  */
 import { reportError } from "../core/_checks.ts";
+import { concatBytes } from "../protocol/extensions/deflate_engine.ts";
 import type { Transport, TransportHandler } from "../core/transport.ts";
 import {
   ChunkedBodyParser,
@@ -369,13 +370,7 @@ export class HttpConnection<T> implements TransportHandler {
     this.#leave();
     let rest = parser.rest;
     if (this.#input.length !== 0) {
-      const parts = [rest, ...this.#input];
-      rest = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
-      let at = 0;
-      for (const part of parts) {
-        rest.set(part, at);
-        at += part.length;
-      }
+      rest = concatBytes([rest, ...this.#input], rest.length + this.#inputBytes);
       this.#input = [];
       this.#inputBytes = 0;
     }
@@ -667,7 +662,7 @@ export class HttpConnection<T> implements TransportHandler {
     const head = this.#head(ex, status, [["content-type", "text/plain; charset=utf-8"]], {
       framing: body.length,
     });
-    this.#write(ex.headOnly ? head : concat([head, body], head.length + body.length));
+    this.#write(ex.headOnly ? head : concatBytes([head, body], head.length + body.length));
     this.#responseDone(ex);
   }
 
@@ -720,12 +715,12 @@ export class HttpConnection<T> implements TransportHandler {
     }
     if (whole) {
       ex.reader = undefined;
-      const body = chunks.length === 1 ? chunks[0] : concat(chunks, total);
+      const body = concatBytes(chunks, total);
       addStringType(owned.list, owned.typed, body);
       const head = this.#head(ex, status, owned.list, { framing: body.length }, owned.close);
       if (ex.headOnly || body.length === 0) this.#write(head);
       else if (body.length < MERGE_BELOW) {
-        this.#write(concat([head, body], head.length + body.length));
+        this.#write(concatBytes([head, body], head.length + body.length));
       } else {
         this.#write(head);
         this.#write(body);
@@ -914,7 +909,7 @@ export class HttpConnection<T> implements TransportHandler {
       { date: httpDate(), framing: body.length, connection: "close" },
     );
     // A response to HEAD has no body (RFC 9110 §9.3.2).
-    this.#write(headOnly ? head : concat([head, body], head.length + body.length));
+    this.#write(headOnly ? head : concatBytes([head, body], head.length + body.length));
     this.#close();
     return EMPTY;
   }
@@ -947,14 +942,4 @@ function checkChunk(chunk: unknown): Uint8Array {
     "The response body stream gave a chunk that is not a Uint8Array: enqueue bytes " +
       "(new TextEncoder().encode(text) for text)",
   );
-}
-
-function concat(parts: Uint8Array[], length: number): Uint8Array {
-  const out = new Uint8Array(length);
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
 }
