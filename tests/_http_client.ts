@@ -255,3 +255,22 @@ export async function exchange(
     await client.closed;
   }
 }
+
+/**
+ * Runs `body` with a client on `port`, and closes the client when it is done.
+ *
+ * @param port The server's port.
+ * @param body What to do with the client.
+ */
+export async function withClient(
+  port: number,
+  body: (client: HttpClient) => Promise<void>,
+): Promise<void> {
+  const client = await HttpClient.connect(port);
+  try {
+    await body(client);
+  } finally {
+    client.destroy();
+    await client.closed;
+  }
+}

@@ -11,18 +11,7 @@ import { Buffer } from "node:buffer";
 import type { UpgradeRequest } from "../mod.ts";
 import { Op, RawClient, text, upgradeRequest } from "./_client.ts";
 import { assertServeThrows, deferred, Queue, sleep, waitFor, withServer } from "./_harness.ts";
-import { HttpClient, httpRequest } from "./_http_client.ts";
-
-/** A client on `port`, closed when `body` is done. */
-async function withClient(port: number, body: (client: HttpClient) => Promise<void>) {
-  const client = await HttpClient.connect(port);
-  try {
-    await body(client);
-  } finally {
-    client.destroy();
-    await client.closed;
-  }
-}
+import { HttpClient, httpRequest, withClient } from "./_http_client.ts";
 
 test("keep-alive: HTTP/1.1 requests share one connection until the client closes it", async () => {
   const paths = new Queue<string>();

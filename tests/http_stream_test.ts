@@ -11,20 +11,9 @@ import { Buffer } from "node:buffer";
 import net from "node:net";
 import { within } from "./_client.ts";
 import { deferred, Queue, sleep, waitFor, withServer } from "./_harness.ts";
-import { exchange, HttpClient, httpRequest } from "./_http_client.ts";
+import { exchange, httpRequest, withClient } from "./_http_client.ts";
 
 const encoder = new TextEncoder();
-
-/** A client on `port`, closed when `body` is done. */
-async function withClient(port: number, body: (client: HttpClient) => Promise<void>) {
-  const client = await HttpClient.connect(port);
-  try {
-    await body(client);
-  } finally {
-    client.destroy();
-    await client.closed;
-  }
-}
 
 test("stream: server-sent events arrive one by one, before the stream ends", async () => {
   const next = new Queue<void>();
