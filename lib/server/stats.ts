@@ -232,6 +232,28 @@ export class ServerCounters {
  * await server.shutdown();
  * ```
  */
+/**
+ * Appends one metric to a Prometheus text exposition: its HELP and TYPE lines, then its value,
+ * or one line per label set.
+ *
+ * @param lines The exposition's lines.
+ * @param name The metric's full name.
+ * @param type `counter` or `gauge`.
+ * @param help Its description.
+ * @param value A number, or pairs of a label set (`reason="x"`) and a number.
+ */
+export function pushMetric(
+  lines: string[],
+  name: string,
+  type: "counter" | "gauge",
+  help: string,
+  value: number | Array<[string, number]>,
+): void {
+  lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+  if (typeof value === "number") lines.push(`${name} ${value}`);
+  else for (const [labels, v] of value) lines.push(`${name}{${labels}} ${v}`);
+}
+
 export function prometheusText(stats: ServerStats, prefix = "sluice"): string {
   const lines: string[] = [];
   const metric = (
@@ -239,12 +261,7 @@ export function prometheusText(stats: ServerStats, prefix = "sluice"): string {
     type: "counter" | "gauge",
     help: string,
     value: number | Array<[string, number]>,
-  ) => {
-    const full = `${prefix}_${name}`;
-    lines.push(`# HELP ${full} ${help}`, `# TYPE ${full} ${type}`);
-    if (typeof value === "number") lines.push(`${full} ${value}`);
-    else for (const [labels, v] of value) lines.push(`${full}{${labels}} ${v}`);
-  };
+  ) => pushMetric(lines, `${prefix}_${name}`, type, help, value);
   metric("connections", "gauge", "WebSocket connections open.", stats.connections);
   metric("handshaking", "gauge", "TCP connections in the opening handshake.", stats.handshaking);
   metric("accepted_total", "counter", "Handshakes completed.", stats.accepted);

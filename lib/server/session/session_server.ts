@@ -19,7 +19,7 @@ import {
 import type { Listen } from "../../core/transport.ts";
 import type { ServeBaseOptions, ServeOptions, UpgradeResult } from "../options.ts";
 import { Server, type ShutdownOptions } from "../server.ts";
-import type { ServerStats } from "../stats.ts";
+import { prometheusText, pushMetric, type ServerStats } from "../stats.ts";
 import type { UpgradeRequest } from "../upgrade_request.ts";
 import type { ServerWebSocket } from "../websocket.ts";
 import { type HistoryOptions, MemoryTopicHistory, type TopicHistory } from "./history.ts";
@@ -370,11 +370,7 @@ class SessionHub<T> implements SessionHome<T> {
    */
   stats(): ServerStats & { sessions: SessionStats } {
     let replayMessages = 0;
-    let replayBytes = 0;
-    for (const state of this.#all()) {
-      replayMessages += state.out.length - state.outFirst;
-      replayBytes += state.outBytes;
-    }
+    for (const state of this.#all()) replayMessages += state.out.length - state.outFirst;
     const c = this.counters;
     const sessions: SessionStats = {
       sessions: this.#attached.size + this.#store.size,
@@ -395,7 +391,7 @@ class SessionHub<T> implements SessionHome<T> {
       evicted: c.evicted,
       closedByBackpressure: c.closedByBackpressure,
       replayMessages,
-      replayBytes,
+      replayBytes: this.replayBytes,
       history: this.#history.stats(),
     };
     return { ...this.#server.stats(), sessions };
@@ -409,20 +405,14 @@ class SessionHub<T> implements SessionHome<T> {
    * @returns The exposition text.
    */
   metrics(prefix = "sluice"): string {
-    const s = this.stats().sessions;
-    const lines = [this.#server.metrics(prefix).trimEnd()];
+    // One snapshot serves the server's lines and the session layer's.
+    const all = this.stats();
+    const s = all.sessions;
+    const lines = [prometheusText(all, prefix).trimEnd()];
     const gauge = (name: string, help: string, value: number) =>
-      lines.push(
-        `# HELP ${prefix}_${name} ${help}`,
-        `# TYPE ${prefix}_${name} gauge`,
-        `${prefix}_${name} ${value}`,
-      );
-    const counter = (name: string, help: string, value: number) =>
-      lines.push(
-        `# HELP ${prefix}_${name}_total ${help}`,
-        `# TYPE ${prefix}_${name}_total counter`,
-        `${prefix}_${name}_total ${value}`,
-      );
+      pushMetric(lines, `${prefix}_${name}`, "gauge", help, value);
+    const counter = (name: string, help: string, value: number | Array<[string, number]>) =>
+      pushMetric(lines, `${prefix}_${name}_total`, "counter", help, value);
     gauge("sessions_attached", "Sessions carried by a connection.", s.attached);
     gauge("sessions_detached", "Sessions within their resume window.", s.detached);
     gauge("session_replay_bytes", "Bytes held in the replay buffers.", s.replayBytes);
@@ -430,13 +420,11 @@ class SessionHub<T> implements SessionHome<T> {
     counter("sessions_created", "Sessions started.", s.created);
     counter("session_resumes", "Resumes asked for.", s.resumes);
     counter("session_resumed", "Resumes granted.", s.resumed);
-    lines.push(
-      `# HELP ${prefix}_session_resumes_refused_total Resumes refused, by reason.`,
-      `# TYPE ${prefix}_session_resumes_refused_total counter`,
+    counter(
+      "session_resumes_refused",
+      "Resumes refused, by reason.",
+      Object.entries(s.refused).map(([reason, count]) => [`reason="${reason}"`, count]),
     );
-    for (const [reason, count] of Object.entries(s.refused)) {
-      lines.push(`${prefix}_session_resumes_refused_total{reason="${reason}"} ${count}`);
-    }
     counter("session_topics_recovered", "Topic positions recovered.", s.topicsRecovered);
     counter("session_topics_reset", "Topic positions reset.", s.topicsReset);
     counter("session_replayed_messages", "Session messages replayed.", s.replayedMessages);
@@ -529,25 +517,26 @@ class SessionHub<T> implements SessionHome<T> {
 
   /** Finds the session a hello resumes (perhaps in a store that answers later), or starts one. */
   #hello(ws: ServerWebSocket<Link<T>>, hello: ClientFrame & { t: "hello" }): void {
+    const binding = this.#bind(ws.data.data);
     if (hello.token === undefined) {
-      this.#welcome(ws, hello, undefined, undefined);
+      this.#welcome(ws, hello, binding, undefined, undefined);
       return;
     }
     this.counters.resumes++;
     const checked = this.#signer.check(hello.token, this.#store.incarnation, Date.now());
     if ("refusal" in checked) {
-      this.#welcome(ws, hello, undefined, checked.refusal);
+      this.#welcome(ws, hello, binding, undefined, checked.refusal);
       return;
     }
     const held = this.#attached.get(checked.id) ?? this.#store.peek(checked.id);
-    if (held !== undefined && held.binding !== this.#bind(ws.data.data)) {
+    if (held !== undefined && held.binding !== binding) {
       // Another identity's: refused without touching it (its window keeps running).
-      this.#welcome(ws, hello, held, undefined);
+      this.#welcome(ws, hello, binding, undefined, "not-yours");
       return;
     }
     const found = held?.ws !== undefined ? held : this.#store.take(checked.id);
     if (!isThenable(found)) {
-      this.#welcome(ws, hello, found, found === undefined ? "expired" : undefined);
+      this.#welcome(ws, hello, binding, found, found === undefined ? "expired" : undefined);
       return;
     }
     found.then(
@@ -557,7 +546,7 @@ class SessionHub<T> implements SessionHome<T> {
           if (state !== undefined) this.#store.keep(state, this.#settings.window);
           return;
         }
-        this.#welcome(ws, hello, state, state === undefined ? "expired" : undefined);
+        this.#welcome(ws, hello, binding, state, state === undefined ? "expired" : undefined);
       },
       (error) => {
         this.#report(error, undefined);
@@ -570,18 +559,17 @@ class SessionHub<T> implements SessionHome<T> {
   #welcome(
     ws: ServerWebSocket<Link<T>>,
     hello: ClientFrame & { t: "hello" },
+    binding: string,
     found: SessionState<T> | undefined,
     refusal: ResumeRefusal | undefined,
   ): void {
     const counters = this.counters;
-    const binding = this.#bind(ws.data.data);
     let state = found;
     let reason = refusal;
     if (state !== undefined && state.binding !== binding) {
-      // Not this identity's: it stays where it was (a store that answers later gives it back).
-      if (state.ws === undefined && this.#store.peek(state.id) === undefined) {
-        this.#store.keep(state, this.#settings.window);
-      }
+      // Another identity's, from a store that answered later (peek cannot see into one): it
+      // goes back.
+      this.#store.keep(state, this.#settings.window);
       state = undefined;
       reason = "not-yours";
     }
