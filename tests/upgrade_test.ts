@@ -57,6 +57,58 @@ test("upgrade: an async hook accepts with data; bytes pipelined meanwhile are ke
   });
 });
 
+test("upgrade: the hook's request is a standard Request, the type fetch gets", async () => {
+  const seen = new Queue<Request>();
+  await withServer({
+    upgrade(request) {
+      seen.push(request);
+    },
+    fetch(request) {
+      seen.push(request);
+      return new Response("ok");
+    },
+  }, async ({ open, connect }) => {
+    await open({ path: "/chat?room=1", extra: ["X-User: ann"] });
+    const hooked = await seen.next("the hook's request") as UpgradeRequest;
+    const plain = await connect();
+    await plain.write("GET /page?room=1 HTTP/1.1\r\nHost: 127.0.0.1\r\nX-User: ann\r\n\r\n");
+    assert.equal((await plain.response()).status, 200);
+    const fetched = await seen.next("fetch's request");
+    for (const request of [hooked, fetched]) {
+      assert.ok(request instanceof Request);
+      assert.equal(request.method, "GET");
+      assert.equal(typeof request.url, "string");
+      assert.equal(request.headers.get("x-user"), "ann");
+      assert.equal(request.headers.get("host"), "127.0.0.1");
+    }
+    assert.equal(hooked.url, "http://127.0.0.1/chat?room=1");
+    assert.equal(fetched.url, "http://127.0.0.1/page?room=1");
+    // What an upgrade adds to the Request.
+    assert.equal(hooked.pathname, "/chat");
+    assert.equal(hooked.searchParams.get("room"), "1");
+    assert.equal(hooked.target, "/chat?room=1");
+    assert.equal(hooked.headers.get("upgrade"), "websocket");
+    assert.equal(hooked.remoteAddress, "127.0.0.1");
+  });
+});
+
+test("upgrade: a Host that makes no URL gets 400, and the hook is not called", async () => {
+  let hooked = 0;
+  await withServer({
+    upgrade() {
+      hooked++;
+    },
+  }, async ({ connect }) => {
+    const client = await connect();
+    await client.write(upgradeRequest().replace("Host: 127.0.0.1", "Host: a b"));
+    const response = await client.response();
+    assert.equal(response.status, 400);
+    assert.equal(text(response.body), "Bad request: invalid Host or target");
+    await client.waitClosed();
+    assert.equal(hooked, 0);
+  });
+});
+
 test("upgrade: a Response refuses with exactly its status, headers and body", async () => {
   let opened = 0;
   await withServer({

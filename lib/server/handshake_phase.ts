@@ -225,12 +225,19 @@ export class HandshakePhase<T> implements TransportHandler {
       this.#accept(info, undefined);
       return;
     }
-    const request = new UpgradeRequest(head, info, {
-      address: this.#address,
-      port: this.transport.remotePort,
-      peerAddress: this.transport.remoteAddress,
-      secure: options.cert !== undefined,
-    });
+    let request: UpgradeRequest;
+    try {
+      request = new UpgradeRequest(head, info, {
+        address: this.#address,
+        port: this.transport.remotePort,
+        peerAddress: this.transport.remoteAddress,
+        secure: options.cert !== undefined,
+      });
+    } catch {
+      // A Host the URL parser refuses: the hook would get no URL.
+      this.#refuse({ status: 400, message: "Bad request: invalid Host or target", headers: [] });
+      return;
+    }
     let result: unknown;
     try {
       result = hook(request);

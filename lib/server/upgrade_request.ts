@@ -6,7 +6,9 @@
 import type { RequestHead, UpgradeRequestInfo } from "../protocol/handshake.ts";
 
 /**
- * A valid WebSocket upgrade request, as the upgrade hook sees it.
+ * A valid WebSocket upgrade request, as the upgrade hook sees it: a standard `Request` (the
+ * type `fetch` gets: `url` a string, `method`, `headers`), with what a WebSocket upgrade adds —
+ * the offered subprotocols, the Origin, the parsed URL's parts and the client's address.
  *
  * @example
  * ```ts
@@ -14,6 +16,7 @@ import type { RequestHead, UpgradeRequestInfo } from "../protocol/handshake.ts";
  * const server = serve({
  *   port: 0,
  *   upgrade(request) {
+ *     console.log(request instanceof Request); // true
  *     if (request.searchParams.get("token") !== "secret") {
  *       return new Response("Unauthorized", { status: 401 });
  *     }
@@ -23,12 +26,10 @@ import type { RequestHead, UpgradeRequestInfo } from "../protocol/handshake.ts";
  * await server.shutdown();
  * ```
  */
-export class UpgradeRequest {
+export class UpgradeRequest extends Request {
   #head: RequestHead;
   #info: UpgradeRequestInfo;
-  #headers: Headers | undefined;
-  #url: URL | undefined;
-  #secure: boolean;
+  #url: URL;
   /**
    * The client's IP address: the TCP peer's, or with `trustProxy`, the address the trusted
    * proxies forwarded for.
@@ -48,6 +49,7 @@ export class UpgradeRequest {
    * @param info What the handshake checks found.
    * @param remote The client's address, the TCP peer's port, the TCP peer's address, and
    * whether the connection is TLS (for the scheme of `url`).
+   * @throws {TypeError} If the Host header and the target make no valid URL.
    *
    * @ignore
    */
@@ -56,17 +58,15 @@ export class UpgradeRequest {
     info: UpgradeRequestInfo,
     remote: { address: string; port: number; peerAddress?: string; secure?: boolean },
   ) {
+    const url = new URL(head.target, `${remote.secure ? "https" : "http"}://${info.host}`);
+    // The header pairs as they came: the Request makes its Headers from them.
+    super(url.href, { method: head.method, headers: head.headers });
     this.#head = head;
     this.#info = info;
-    this.#secure = remote.secure ?? false;
+    this.#url = url;
     this.remoteAddress = remote.address;
     this.remotePort = remote.port;
     this.peerAddress = remote.peerAddress ?? remote.address;
-  }
-
-  /** `"GET"`: an upgrade request is always a GET. */
-  get method(): string {
-    return this.#head.method;
   }
 
   /** The request target as sent, such as `/chat?room=1`. */
@@ -74,40 +74,14 @@ export class UpgradeRequest {
     return this.#head.target;
   }
 
-  /**
-   * The request URL as a string, resolved against the Host header, with the scheme `fetch`'s
-   * `request.url` has: `http://host/chat?room=1`, or `https://` over TLS. `pathname` and
-   * `searchParams` are its parts, parsed once.
-   */
-  get url(): string {
-    return this.#parsed().href;
-  }
-
-  /** The path of {@linkcode UpgradeRequest.url}, such as `/chat`. */
+  /** The path of `url`, such as `/chat`. */
   get pathname(): string {
-    return this.#parsed().pathname;
+    return this.#url.pathname;
   }
 
-  /** The query of {@linkcode UpgradeRequest.url}, parsed. */
+  /** The query of `url`, parsed. */
   get searchParams(): URLSearchParams {
-    return this.#parsed().searchParams;
-  }
-
-  #parsed(): URL {
-    return this.#url ??= new URL(
-      this.#head.target,
-      `${this.#secure ? "https" : "http"}://${this.#info.host}`,
-    );
-  }
-
-  /** The request headers. */
-  get headers(): Headers {
-    if (this.#headers === undefined) {
-      const headers = new Headers();
-      for (const [name, value] of this.#head.headers) headers.append(name, value);
-      this.#headers = headers;
-    }
-    return this.#headers;
+    return this.#url.searchParams;
   }
 
   /** The Origin header, if any (browsers always send it; other clients may send anything). */
