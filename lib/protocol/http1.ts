@@ -1952,11 +1952,40 @@ export function responseHead(
   headers: Array<[string, string]>,
   options: ResponseHeadOptions,
 ): Uint8Array {
+  return latin1Bytes(responseHeadText(status, headers, options), 0);
+}
+
+/**
+ * {@linkcode responseHead} as text, each character one byte (latin1): for a writer that puts
+ * the head into a buffer of its own.
+ *
+ * @param status An HTTP status code (100–599).
+ * @param headers The headers to send besides those above.
+ * @param options The framing, the date and the connection's fate.
+ * @returns The head, every character below U+0100.
+ * @throws {RangeError} If the status is not an integer from 100 to 599.
+ * @throws {TypeError} If a header name is not a token, or a value holds CR, LF, NUL or a
+ * character above U+00FF.
+ *
+ * @example
+ * ```ts
+ * import { responseHeadText } from "./http1.ts";
+ * const date = "Thu, 01 Jan 1970 00:00:00 GMT";
+ * const head = responseHeadText(204, [], { date, framing: "none" });
+ * console.log(JSON.stringify(head));
+ * // "HTTP/1.1 204 No Content\r\nDate: Thu, 01 Jan 1970 00:00:00 GMT\r\n\r\n"
+ * ```
+ */
+export function responseHeadText(
+  status: number,
+  headers: Array<[string, string]>,
+  options: ResponseHeadOptions,
+): string {
   if (!Number.isInteger(status) || status < 100 || status > 599) {
     throw new RangeError(`Cannot write the response: ${status} is not an HTTP status code`);
   }
   const { framing, connection } = options;
-  const text = `HTTP/1.1 ${status} ${REASONS[status] ?? ""}\r\n` +
+  return `HTTP/1.1 ${status} ${REASONS[status] ?? ""}\r\n` +
     (connection === undefined ? "" : `Connection: ${connection}\r\n`) +
     (framing === "none"
       ? ""
@@ -1964,7 +1993,6 @@ export function responseHead(
       ? "Transfer-Encoding: chunked\r\n"
       : `Content-Length: ${framing}\r\n`) +
     `Date: ${options.date}\r\n${headerLines(headers, "the response")}\r\n`;
-  return latin1Bytes(text, 0);
 }
 
 /** `HTTP/1.1 100 Continue`, the interim response to `Expect: 100-continue` (RFC 9110 §15.2.1). */

@@ -10,7 +10,7 @@
  *
  * @module
  */
-import { reportError } from "../core/_checks.ts";
+import { isThenable, reportError } from "../core/_checks.ts";
 import { concatBytes } from "../protocol/extensions/deflate_engine.ts";
 import type { Transport, TransportHandler } from "../core/transport.ts";
 import {
@@ -21,11 +21,12 @@ import {
   encodeChunk,
   type HandshakeRefusal,
   LAST_CHUNK,
+  latin1Bytes,
   requestFraming,
   type RequestHead,
   RequestHeadParser,
-  responseHead,
   type ResponseHeadOptions,
+  responseHeadText,
 } from "../protocol/http1.ts";
 import { checkFetchResult } from "./_hook_result.ts";
 import { clientAddress } from "./forwarded.ts";
@@ -56,14 +57,43 @@ const BODY_HIGH = 64 * 1024;
 
 const EMPTY = new Uint8Array(0);
 const encoder = new TextEncoder();
+/**
+ * Where a response's head, and a small body after it, are put together to be written. The
+ * transports copy whatever they keep of a chunk given as reusable, so this one buffer serves
+ * every response: a new buffer per response costs Deno more than the rest of the head.
+ */
+const SCRATCH = new Uint8Array(MERGE_BELOW + 8192);
 const NOT_YET: unique symbol = Symbol("not yet");
 const noop = () => {};
 
-/** A promise that resolves to NOT_YET after AT_ONCE_TURNS microtask turns. */
-function afterTurns(): Promise<typeof NOT_YET> {
-  let promise = Promise.resolve();
-  for (let i = 1; i < AT_ONCE_TURNS; i++) promise = promise.then(noop);
-  return promise.then(() => NOT_YET);
+/** A read's outcome, filled in when it settles. */
+interface Outcome<T> {
+  settled: boolean;
+  failed: boolean;
+  value: T | undefined;
+  error: unknown;
+}
+
+/**
+ * `promise`'s value if it settles within AT_ONCE_TURNS microtask turns, else NOT_YET (the
+ * promise can still be awaited). Counts the turns one `await` at a time and stops at the first
+ * in which the promise has settled: a body made from a string settles in one to three.
+ */
+async function soon<T>(promise: Promise<T>): Promise<T | typeof NOT_YET> {
+  const outcome: Outcome<T> = { settled: false, failed: false, value: undefined, error: undefined };
+  promise.then((value) => {
+    outcome.settled = true;
+    outcome.value = value;
+  }, (error) => {
+    outcome.failed = true;
+    outcome.error = error;
+  });
+  for (let i = 0; i < AT_ONCE_TURNS; i++) {
+    await undefined;
+    if (outcome.settled) return outcome.value as T;
+    if (outcome.failed) throw outcome.error;
+  }
+  return NOT_YET;
 }
 
 let dateSecond = -1;
@@ -613,11 +643,12 @@ export class HttpConnection<T> implements TransportHandler {
           })
           : new Response("Method not allowed", { status: 405, headers: { Allow: "GET, HEAD" } });
       } else if (options.fetch !== undefined) {
-        // The header pairs as they came: the Request makes its Headers from them.
-        const init: RequestInit & { duplex?: "half" } = {
-          method: ex.head.method,
-          headers: ex.head.headers,
-        };
+        // The header pairs as they came: the Request makes its Headers from them. GET is the
+        // Request's default method, and naming it costs the constructor another step.
+        const method = ex.head.method;
+        const init: RequestInit & { duplex?: "half" } = method === "GET"
+          ? { headers: ex.head.headers }
+          : { method, headers: ex.head.headers };
         if (body !== undefined) {
           init.body = body;
           init.duplex = "half";
@@ -634,12 +665,12 @@ export class HttpConnection<T> implements TransportHandler {
           this.#text(ex, 400, "Bad request: invalid Host or target");
           return;
         }
-        response = checkFetchResult(
-          await options.fetch(request, {
-            remoteAddress: address,
-            peerAddress: this.transport.remoteAddress,
-          }),
-        );
+        const result = options.fetch(request, {
+          remoteAddress: address,
+          peerAddress: this.transport.remoteAddress,
+        });
+        // A Response returned as it is goes on in this turn: an await would cost one.
+        response = checkFetchResult(isThenable(result) ? await result : result);
       }
     } catch (error) {
       // A handler that failed because the body did (the client's doing) was answered then.
@@ -662,7 +693,7 @@ export class HttpConnection<T> implements TransportHandler {
     const head = this.#head(ex, status, [["content-type", "text/plain; charset=utf-8"]], {
       framing: body.length,
     });
-    this.#write(ex.headOnly ? head : concatBytes([head, body], head.length + body.length));
+    this.#writeResponse(head, ex.headOnly ? undefined : body);
     this.#responseDone(ex);
   }
 
@@ -675,7 +706,14 @@ export class HttpConnection<T> implements TransportHandler {
     if (stream === null || bodiless) {
       stream?.cancel().catch(noop);
       // RFC 9110 §8.6: no Content-Length in a 1xx or 204, nor in a 304; RFC 9112 §6.3.
-      this.#writeHead(ex, status, owned.list, bodiless ? "none" : 0, owned.close);
+      const head = this.#head(
+        ex,
+        status,
+        owned.list,
+        { framing: bodiless ? "none" : 0 },
+        owned.close,
+      );
+      this.#writeResponse(head, undefined);
       this.#responseDone(ex);
       return;
     }
@@ -689,7 +727,7 @@ export class HttpConnection<T> implements TransportHandler {
     try {
       for (;;) {
         const read = reader.read();
-        const result = await Promise.race([read, afterTurns()]);
+        const result = await soon(read);
         if (result === NOT_YET) {
           next = read;
           break;
@@ -718,11 +756,10 @@ export class HttpConnection<T> implements TransportHandler {
       const body = concatBytes(chunks, total);
       addStringType(owned.list, owned.typed, body);
       const head = this.#head(ex, status, owned.list, { framing: body.length }, owned.close);
-      if (ex.headOnly || body.length === 0) this.#write(head);
-      else if (body.length < MERGE_BELOW) {
-        this.#write(concatBytes([head, body], head.length + body.length));
-      } else {
-        this.#write(head);
+      if (ex.headOnly || body.length === 0) this.#writeResponse(head, undefined);
+      else if (body.length < MERGE_BELOW) this.#writeResponse(head, body);
+      else {
+        this.#writeResponse(head, undefined);
         this.#write(body);
       }
       this.#responseDone(ex);
@@ -744,14 +781,13 @@ export class HttpConnection<T> implements TransportHandler {
     const length = owned.length;
     const framing = length ?? (ex.http10 ? "none" : "chunked");
     const head = this.#head(ex, status, owned.list, { framing }, owned.close);
+    this.#writeResponse(head, undefined);
     if (ex.headOnly) {
       reader.cancel().catch(noop);
       ex.reader = undefined;
-      this.#write(head);
       this.#responseDone(ex);
       return;
     }
-    this.#write(head);
     const chunked = framing === "chunked";
     let sent = 0;
     try {
@@ -831,17 +867,6 @@ export class HttpConnection<T> implements TransportHandler {
     wake?.();
   }
 
-  /** Writes a response head and counts the response. */
-  #writeHead(
-    ex: Exchange,
-    status: number,
-    headers: Array<[string, string]>,
-    framing: ResponseHeadOptions["framing"],
-    close: boolean,
-  ): void {
-    this.#write(this.#head(ex, status, headers, { framing }, close));
-  }
-
   /**
    * A response head, deciding the connection's fate: it closes after the response if the
    * request or the response asked for that, at the request cap, if the client waits for a
@@ -853,7 +878,7 @@ export class HttpConnection<T> implements TransportHandler {
     headers: Array<[string, string]>,
     options: Pick<ResponseHeadOptions, "framing">,
     close = false,
-  ): Uint8Array {
+  ): string {
     if (
       close || this.#peerEnded ||
       (ex.expectContinue && !ex.continued && !ex.bodyDone) ||
@@ -863,7 +888,7 @@ export class HttpConnection<T> implements TransportHandler {
     }
     ex.started = true;
     this.#server.counters.httpResponse(status);
-    return responseHead(status, headers, {
+    return responseHeadText(status, headers, {
       date: httpDate(),
       framing: options.framing,
       connection: !ex.keepAlive ? "close" : ex.http10 ? "keep-alive" : undefined,
@@ -903,20 +928,41 @@ export class HttpConnection<T> implements TransportHandler {
     if (ex !== undefined) ex.failed = true;
     this.#server.counters.httpResponse(refusal.status);
     const body = encoder.encode(refusal.message);
-    const head = responseHead(
+    const head = responseHeadText(
       refusal.status,
       [["content-type", "text/plain; charset=utf-8"], ...refusal.headers],
       { date: httpDate(), framing: body.length, connection: "close" },
     );
     // A response to HEAD has no body (RFC 9110 §9.3.2).
-    this.#write(headOnly ? head : concatBytes([head, body], head.length + body.length));
+    this.#writeResponse(head, headOnly ? undefined : body);
     this.#close();
     return EMPTY;
   }
 
-  #write(bytes: Uint8Array): void {
+  /**
+   * Writes a head (latin1 text) and the small body that follows it as one chunk, put together
+   * in SCRATCH when the head is ASCII (as heads almost always are: UTF-8 is latin1 there).
+   */
+  #writeResponse(head: string, body: Uint8Array | undefined): void {
+    const bodyLength = body === undefined ? 0 : body.length;
+    const total = head.length + bodyLength;
+    if (total <= SCRATCH.length) {
+      const { read, written } = encoder.encodeInto(head, SCRATCH);
+      if (read === head.length && written === head.length) {
+        if (body !== undefined) SCRATCH.set(body, written);
+        this.#write(SCRATCH.subarray(0, total), true);
+        return;
+      }
+    }
+    const bytes = latin1Bytes(head, bodyLength);
+    if (body !== undefined) bytes.set(body, head.length);
+    this.#write(bytes);
+  }
+
+  /** Writes bytes: `reusable` if their memory is used again after the call (SCRATCH). */
+  #write(bytes: Uint8Array, reusable = false): void {
     this.#server.counters.httpBytesOut += bytes.length;
-    this.transport.write(bytes, false);
+    this.transport.write(bytes, reusable);
   }
 
   /** Sends FIN after what is queued and reads no more requests; the peer has the close timeout. */
