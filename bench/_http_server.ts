@@ -3,9 +3,16 @@
  * served by sluice (`serve({ fetch })`) or by the runtime's own HTTP server (`Bun.serve` on Bun,
  * `Deno.serve` on Deno).
  *
- *     bun bench/_http_server.ts --server sluice|native [--port 0] [--hostname 127.0.0.1]
+ *     bun bench/_http_server.ts --server sluice|native|floor [--port 0] [--hostname 127.0.0.1]
  *         [--stdin-lifeline]
- *     deno run -A bench/_http_server.ts --server sluice|native ...
+ *     deno run -A bench/_http_server.ts --server sluice|native|floor ...
+ *
+ * `floor` is not a server: it is what any HTTP server in JavaScript pays to call the same
+ * handler over the raw TCP listener sluice uses (`Bun.listen`, `Deno.listen`), and nothing
+ * else. Per chunk read (the load sends one request at a time): the standard objects the
+ * `fetch` contract needs (a `Request` with the URL and the load's one header, the handler's
+ * `Response`, its body read through a reader, as a body of unknown kind must be), then a head
+ * of the same bytes as sluice's, written. No parsing, no checks, no keep-alive bookkeeping.
  *
  * sluice runs with its defaults for plain HTTP (keep-alive timeout 5 s, at most 1,000 requests
  * per connection, after which the load connects again), as an application would get them;
@@ -24,10 +31,20 @@ import { serve } from "../mod.ts";
 export const BODY = "hello";
 
 /** The handler, the same function on every server. */
-const handler = (): Response => new Response(BODY);
+const handler = (_request: Request): Response => new Response(BODY);
 
 // The parts of the runtimes' APIs used here, typed locally: `deno check` type-checks bench/
 // without bun-types, and Bun has no Deno types.
+interface FloorSocket {
+  write(bytes: Uint8Array): number;
+}
+
+interface DenoConn {
+  read(buffer: Uint8Array): Promise<number | null>;
+  write(bytes: Uint8Array): Promise<number>;
+  close(): void;
+}
+
 interface NativeServer {
   port?: number;
   addr?: { port: number };
@@ -37,14 +54,80 @@ interface NativeServer {
 
 interface Runtimes {
   Bun?: {
-    serve(options: { hostname: string; port: number; fetch(): Response }): NativeServer;
+    serve(
+      options: { hostname: string; port: number; fetch(request: Request): Response },
+    ): NativeServer;
+    listen(options: {
+      hostname: string;
+      port: number;
+      socket: { data(socket: FloorSocket, chunk: Uint8Array): void };
+    }): { port: number; stop(force: boolean): void };
   };
   Deno?: {
     serve(
       options: { hostname: string; port: number; onListen(): void },
-      handler: () => Response,
+      handler: (request: Request) => Response,
     ): NativeServer;
+    listen(options: { hostname: string; port: number }): AsyncIterable<DenoConn> & {
+      addr: { port: number };
+      close(): void;
+    };
   };
+}
+
+const encoder = new TextEncoder();
+let dateSecond = -1;
+let dateText = "";
+
+/** The Date header's value, made once a second (as sluice does). */
+function httpDate(): string {
+  const second = Math.floor(Date.now() / 1000);
+  if (second !== dateSecond) {
+    dateSecond = second;
+    dateText = new Date(second * 1000).toUTCString();
+  }
+  return dateText;
+}
+
+/** The floor's answer to one request: the standard objects, the handler, a head, a write. */
+async function floorAnswer(url: string, host: string, write: (bytes: Uint8Array) => void) {
+  const request = new Request(url, { headers: [["host", host]] });
+  const response = handler(request);
+  const reader = response.body!.getReader();
+  const chunks: Uint8Array[] = [];
+  for (let read = await reader.read(); !read.done; read = await reader.read()) {
+    chunks.push(read.value);
+  }
+  let body = chunks[0] ?? new Uint8Array(0);
+  if (chunks.length > 1) {
+    body = new Uint8Array(chunks.reduce((n, chunk) => n + chunk.length, 0));
+    let at = 0;
+    for (const chunk of chunks) {
+      body.set(chunk, at);
+      at += chunk.length;
+    }
+  }
+  const head = `HTTP/1.1 ${response.status} OK\r\nContent-Length: ${body.length}\r\n` +
+    `Date: ${httpDate()}\r\ncontent-type: text/plain;charset=UTF-8\r\n\r\n`;
+  const bytes = new Uint8Array(head.length + body.length);
+  encoder.encodeInto(head, bytes);
+  bytes.set(body, head.length);
+  write(bytes);
+}
+
+/** Serves the floor on Deno: a read loop per connection, as a Deno server in JavaScript has. */
+async function denoFloor(conn: DenoConn, url: string, host: string): Promise<void> {
+  const buffer = new Uint8Array(16 * 1024);
+  try {
+    while ((await conn.read(buffer)) !== null) {
+      let written: Promise<number> | undefined;
+      await floorAnswer(url, host, (bytes) => written = conn.write(bytes));
+      await written;
+    }
+  } catch {
+    // The load went away.
+  }
+  conn.close();
 }
 
 function main(): void {
@@ -65,8 +148,32 @@ function main(): void {
     const server = deno.serve({ hostname, port, onListen() {} }, handler);
     stopOnSignal(() => server.shutdown?.());
     console.log(`ready ${server.addr!.port} ${process.pid}`);
+  } else if (which === "floor" && bun !== undefined) {
+    let url = "";
+    let host = "";
+    const server = bun.listen({
+      hostname,
+      port,
+      socket: {
+        data(socket) {
+          floorAnswer(url, host, (bytes) => socket.write(bytes));
+        },
+      },
+    });
+    host = `${hostname}:${server.port}`;
+    url = `http://${host}/`;
+    stopOnSignal(() => server.stop(true));
+    console.log(`ready ${server.port} ${process.pid}`);
+  } else if (which === "floor" && deno !== undefined) {
+    const listener = deno.listen({ hostname, port });
+    const host = `${hostname}:${listener.addr.port}`;
+    stopOnSignal(() => listener.close());
+    console.log(`ready ${listener.addr.port} ${process.pid}`);
+    (async () => {
+      for await (const conn of listener) denoFloor(conn, `http://${host}/`, host);
+    })().catch(() => {});
   } else {
-    console.error(`bench/_http_server.ts: --server ${which}? (sluice, native)`);
+    console.error(`bench/_http_server.ts: --server ${which}? (sluice, native, floor)`);
     process.exit(2);
   }
 }

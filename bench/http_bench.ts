@@ -4,7 +4,8 @@
  * run.
  *
  *     bun bench/http_bench.ts            (or: deno run -A bench/http_bench.ts)
- *         [--servers sluice-bun,bun-serve,sluice-deno,deno-serve] [--conns 64]
+ *         [--servers sluice-bun,bun-serve,bun-floor,sluice-deno,deno-serve,deno-floor]
+ *         [--conns 64]
  *         [--rounds 5] [--seconds 5] [--warmup 1] [--json FILE] [--load PATH]
  *         [--wait-quiet SECONDS] [--max-others PERCENT] [--retries 2]
  *
@@ -12,7 +13,12 @@
  * - `sluice-bun`, `sluice-deno`: sluice's `serve({ fetch })` on Bun and on Deno, with its
  *   plain-HTTP defaults (at most 1,000 requests per connection: the load then connects again,
  *   shown as reconnects);
- * - `bun-serve`: `Bun.serve({ fetch })`; `deno-serve`: `Deno.serve(handler)`.
+ * - `bun-serve`: `Bun.serve({ fetch })`; `deno-serve`: `Deno.serve(handler)`;
+ * - `bun-floor`, `deno-floor`: not servers but a floor, what any HTTP server in JavaScript pays
+ *   to call the handler over `Bun.listen` / `Deno.listen` (the standard `Request`, the
+ *   `Response`'s body read through a reader, a fixed head written; no parsing, no checks; see
+ *   bench/_http_server.ts). `floor / native` is the most a JavaScript server can reach here;
+ *   `sluice / floor` is what sluice's own work leaves of it.
  *
  * Load: bench/load/http_load.c, native (a JavaScript load cannot keep Bun.serve busy): `conns`
  * keep-alive connections, one `GET /` in flight on each (no pipelining), each response checked
@@ -88,15 +94,25 @@ const SERVERS = {
   "bun-serve": { runtime: "bun", kind: "native" },
   "sluice-deno": { runtime: "deno", kind: "sluice" },
   "deno-serve": { runtime: "deno", kind: "native" },
-} as const satisfies Record<string, { runtime: Runtime; kind: "sluice" | "native" }>;
+  "bun-floor": { runtime: "bun", kind: "floor" },
+  "deno-floor": { runtime: "deno", kind: "floor" },
+} as const satisfies Record<string, { runtime: Runtime; kind: "sluice" | "native" | "floor" }>;
 
 type ServerName = keyof typeof SERVERS;
 const SERVER_NAMES = Object.keys(SERVERS) as ServerName[];
 
-/** Issue 16's targets: requests/s of sluice over its runtime's own server. */
-const TARGETS: Array<{ of: ServerName; over: ServerName; at: number }> = [
+/**
+ * Issue 16's targets: requests/s of sluice over its runtime's own server; and, without a
+ * target, where the floor puts any server in JavaScript (floor / native) and how much of the
+ * rest is sluice's own (sluice / floor).
+ */
+const TARGETS: Array<{ of: ServerName; over: ServerName; at?: number }> = [
   { of: "sluice-deno", over: "deno-serve", at: 1.0 },
   { of: "sluice-bun", over: "bun-serve", at: 0.5 },
+  { of: "deno-floor", over: "deno-serve" },
+  { of: "bun-floor", over: "bun-serve" },
+  { of: "sluice-deno", over: "deno-floor" },
+  { of: "sluice-bun", over: "bun-floor" },
 ];
 
 // ---------------------------------------------------------------- the load generator
@@ -312,6 +328,7 @@ function summarize(runs: Run[], server: ServerName): Summary {
 interface Ratio {
   of: ServerName;
   over: ServerName;
+  /** NaN: no target, the ratio is for understanding. */
   target: number;
   /** Each round's ratio of requests/s, where both runs succeeded. */
   perRound: number[];
@@ -321,7 +338,7 @@ interface Ratio {
   p50: number;
   p99: number;
   cpuPerReq: number;
-  verdict: "met" | "NOT met" | "load-bound" | "not run";
+  verdict: "met" | "NOT met" | "load-bound" | "not run" | "–";
 }
 
 function ratioOf(runs: Run[], t: typeof TARGETS[number], summaries: Summary[]): Ratio {
@@ -342,7 +359,7 @@ function ratioOf(runs: Run[], t: typeof TARGETS[number], summaries: Summary[]): 
   return {
     of: t.of,
     over: t.over,
-    target: t.at,
+    target: t.at ?? NaN,
     perRound: rates,
     value,
     p50: mid(perRound("p50Ms")),
@@ -350,6 +367,8 @@ function ratioOf(runs: Run[], t: typeof TARGETS[number], summaries: Summary[]): 
     cpuPerReq: mid(perRound("cpuUsPerReq")),
     verdict: rates.length === 0
       ? "not run"
+      : t.at === undefined
+      ? "–"
       : value >= t.at
       ? "met"
       : mine !== undefined && loadBound(mine)
@@ -409,9 +428,11 @@ function report(summaries: Summary[], ratios: Ratio[], cx: Context, rounds: numb
   const times = (n: number) => Number.isFinite(n) ? `${n.toFixed(2)}×` : "–";
   for (const r of ratios) {
     out.push(
-      `| ${r.of} / ${r.over} | ≥ ${r.target} | ${times(r.value)} | ${
-        r.perRound.map((v) => v.toFixed(2)).join(", ")
-      } | ${times(r.p50)} | ${times(r.p99)} | ${times(r.cpuPerReq)} | ${r.verdict} |`,
+      `| ${r.of} / ${r.over} | ${Number.isNaN(r.target) ? "–" : `≥ ${r.target}`} | ${
+        times(r.value)
+      } | ${r.perRound.map((v) => v.toFixed(2)).join(", ")} | ${times(r.p50)} | ${times(r.p99)} | ${
+        times(r.cpuPerReq)
+      } | ${r.verdict} |`,
     );
   }
   return out.join("\n");
