@@ -818,3 +818,44 @@ describe("responseHead", () => {
     assert.equal(String.fromCharCode(...chunkSizeLine(255)), "ff\r\n");
   });
 });
+
+describe("RequestHeadParser: reset", () => {
+  it("reads the next head as a new parser would, after a complete, a failed or a partial one", () => {
+    const parser = new RequestHeadParser({ maxHeaders: 2 });
+    assert.equal(parser.push(bytes("POST /a HTTP/1.0\r\nHost: a\r\nX: 1\r\n\r\nrest")), 1);
+    const first = parser.head!;
+    parser.reset();
+    assert.equal(parser.push(bytes("GET /b HTTP/1.1\r\nHo")), 0);
+    assert.equal(parser.push(bytes("st: b\r\n\r\n")), 1);
+    // The first head is let go unchanged; the second is read whole from its two chunks.
+    assert.deepEqual(first, {
+      method: "POST",
+      target: "/a",
+      version: "HTTP/1.0",
+      headers: [["host", "a"], ["x", "1"]],
+    });
+    assert.deepEqual(parser.head, {
+      method: "GET",
+      target: "/b",
+      version: "HTTP/1.1",
+      headers: [["host", "b"]],
+    });
+    assert.equal(parser.rest.length, 0);
+    assert.equal(parser.size, 28);
+    // A failure (over maxHeaders), then a reset: the limits hold, the failure is gone.
+    parser.reset();
+    assert.equal(parser.push(bytes("GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n")), -1);
+    assert.equal(parser.refusal?.status, 431);
+    parser.reset();
+    assert.equal(parser.refusal, undefined);
+    assert.equal(parser.push(bytes("GET /c HTTP/1.1\nHost: c\r\n\r\n")), 1);
+    assert.equal(parser.bareLineFeed, true);
+    parser.reset();
+    // A line left half-read is dropped, and bareLineFeed starts over.
+    assert.equal(parser.push(bytes("GET /half")), 0);
+    parser.reset();
+    assert.equal(parser.push(bytes("GET /d HTTP/1.1\r\nHost: d\r\n\r\n")), 1);
+    assert.equal(parser.head?.target, "/d");
+    assert.equal(parser.bareLineFeed, false);
+  });
+});

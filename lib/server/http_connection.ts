@@ -166,6 +166,8 @@ export class HttpConnection<T> implements TransportHandler {
   #options: ResolvedOptions<T>;
   /** The head being read, once its first byte came. */
   #parser: RequestHeadParser | undefined;
+  /** The parser of the last head, reset and used again for the next one. */
+  #spare: RequestHeadParser | undefined;
   /** When the head being read began (the server's clock). */
   #headAt = 0;
   /** When the connection went idle between requests, or -1 while it is not idle. */
@@ -369,7 +371,10 @@ export class HttpConnection<T> implements TransportHandler {
   #readHead(chunk: Uint8Array): Uint8Array {
     let parser = this.#parser;
     if (parser === undefined) {
-      parser = this.#parser = new RequestHeadParser(this.#options);
+      parser = this.#spare;
+      if (parser === undefined) parser = new RequestHeadParser(this.#options);
+      else parser.reset();
+      this.#parser = parser;
       this.#headAt = this.#server.now;
       if (this.#idleAt >= 0) {
         this.#server.counters.httpIdle--;
@@ -417,6 +422,7 @@ export class HttpConnection<T> implements TransportHandler {
   /** Starts answering a request whose head was read; returns the bytes after the head. */
   #start(parser: RequestHeadParser): Uint8Array {
     const head = parser.head!;
+    this.#spare = parser;
     const server = this.#server;
     const options = this.#options;
     server.counters.httpRequests++;
