@@ -134,6 +134,13 @@ const SCRATCH_TEXT_UNITS = 16 * 1024;
 const scratch = new Uint8Array(SCRATCH_TEXT_UNITS * 3);
 const encoder = new TextEncoder();
 const EMPTY = new Uint8Array(0);
+/** The compression counters of every connection without permessage-deflate: never counted. */
+const NO_COMPRESSION: CompressionCounters = Object.freeze({
+  compressedIn: 0,
+  rawIn: 0,
+  rawOut: 0,
+  compressedOut: 0,
+});
 
 /**
  * The protocol state of one connection, of either role.
@@ -178,13 +185,11 @@ export class Protocol implements FrameSink {
   // permessage-deflate: whether the open message is compressed, the opcode of the message
   // being inflated, and our frames waiting behind a compression in flight, in send order.
   #deflate: PerMessageDeflate | undefined;
-  /** Bytes in and out of compression: counted only when permessage-deflate is in use. */
-  readonly compression: CompressionCounters = {
-    compressedIn: 0,
-    rawIn: 0,
-    rawOut: 0,
-    compressedOut: 0,
-  };
+  /**
+   * Bytes in and out of compression: counted only when permessage-deflate is in use (without
+   * it, zeros shared by every connection).
+   */
+  readonly compression: CompressionCounters;
   #compressed = false;
   #inflating = 0;
   /** The application paused decoding (pause()). */
@@ -198,8 +203,9 @@ export class Protocol implements FrameSink {
     | undefined;
   #slots: Slot[] | undefined;
   #closedAfterSlots: { code: number; reason: string } | undefined;
-  #onInflated = (result: Uint8Array | WebSocketError): void => this.#inflated(result);
-  #onDeflated = (result: Uint8Array | WebSocketError): void => this.#deflated(result);
+  // The engines' callbacks, made at the first use: a connection without compression has none.
+  #onInflated: ((result: Uint8Array | WebSocketError) => void) | undefined;
+  #onDeflated: ((result: Uint8Array | WebSocketError) => void) | undefined;
 
   /**
    * Makes the state of a connection whose opening handshake just completed.
@@ -212,6 +218,9 @@ export class Protocol implements FrameSink {
     this.role = options.role ?? "server";
     this.#maxPayloadLength = options.maxPayloadLength ?? DEFAULT_MAX_PAYLOAD_LENGTH;
     this.#deflate = options.deflate;
+    this.compression = options.deflate === undefined
+      ? NO_COMPRESSION
+      : { compressedIn: 0, rawIn: 0, rawOut: 0, compressedOut: 0 };
     this.#maxFragments = options.maxFragments ?? Infinity;
     this.#streaming = options.streaming ?? false;
     if (this.#streaming && host.onFragment === undefined) {
@@ -380,7 +389,10 @@ export class Protocol implements FrameSink {
       // once with a synchronous engine: then the slot is written and gone before this returns).
       (this.#slots ??= []).push({ opcode, payload: undefined, rsv1: true, fin: true });
       this.compression.rawOut += bytes.length;
-      deflate.compressor.compress(bytes, this.#onDeflated);
+      deflate.compressor.compress(
+        bytes,
+        this.#onDeflated ??= (result) => this.#deflated(result),
+      );
       return;
     }
     this.#emit(opcode, bytes, false, owned);
@@ -704,7 +716,11 @@ export class Protocol implements FrameSink {
     this.#inflating = this.#messageOpcode;
     this.#resetMessage();
     this.#parser.pause();
-    this.#deflate!.decompressor.decompress(data, this.#maxPayloadLength, this.#onInflated);
+    this.#deflate!.decompressor.decompress(
+      data,
+      this.#maxPayloadLength,
+      this.#onInflated ??= (result) => this.#inflated(result),
+    );
   }
 
   #inflated(result: Uint8Array | WebSocketError): void {
