@@ -16,8 +16,11 @@ import type { PerMessageDeflate } from "../protocol/extensions/permessage_deflat
 export class ServerConnection<T> extends OpenConnection<ServerWebSocket<T>>
   implements ServerWebSocketDriver, Subscriber {
   #server: ServerCore<T>;
-  /** The topics this connection is subscribed to (made at the first subscribe). */
-  #topics: Set<string> | undefined;
+  /**
+   * The topics this connection is subscribed to: none, one (most connections subscribe to one
+   * at most, and a Set costs hundreds of bytes), or a Set of them (made at the second).
+   */
+  #topics: string | Set<string> | undefined;
   #left = false;
 
   /**
@@ -36,25 +39,37 @@ export class ServerConnection<T> extends OpenConnection<ServerWebSocket<T>>
   subscribe(topic: string): void {
     // Once the close is reported the connection has left its topics for good.
     if (this.#left) return;
-    const topics = this.#topics ??= new Set();
-    if (topics.has(topic)) return;
-    topics.add(topic);
+    const topics = this.#topics;
+    if (topics === undefined) {
+      this.#topics = topic;
+    } else if (typeof topics === "string") {
+      if (topics === topic) return;
+      this.#topics = new Set([topics, topic]);
+    } else {
+      if (topics.has(topic)) return;
+      topics.add(topic);
+    }
     this.#server.topics.subscribe(topic, this);
   }
 
   /** @internal */
   unsubscribe(topic: string): void {
-    if (this.#topics?.delete(topic)) this.#server.topics.unsubscribe(topic, this);
+    const topics = this.#topics;
+    if (topics === topic) this.#topics = undefined;
+    else if (typeof topics !== "object" || !topics.delete(topic)) return;
+    this.#server.topics.unsubscribe(topic, this);
   }
 
   /** @internal */
   isSubscribed(topic: string): boolean {
-    return this.#topics?.has(topic) ?? false;
+    const topics = this.#topics;
+    return topics === topic || (typeof topics === "object" && topics.has(topic));
   }
 
   /** @internal */
   get topics(): string[] {
-    return this.#topics === undefined ? [] : [...this.#topics];
+    const topics = this.#topics;
+    return topics === undefined ? [] : typeof topics === "string" ? [topics] : [...topics];
   }
 
   /** @internal */
@@ -77,6 +92,7 @@ export class ServerConnection<T> extends OpenConnection<ServerWebSocket<T>>
     if (topics === undefined) return;
     this.#topics = undefined;
     const registry = this.#server.topics;
-    for (const topic of topics) registry.unsubscribe(topic, this);
+    if (typeof topics === "string") registry.unsubscribe(topics, this);
+    else for (const topic of topics) registry.unsubscribe(topic, this);
   }
 }
