@@ -164,7 +164,10 @@ export class Protocol implements FrameSink {
   #host: ProtocolHost;
   /** Which end this is. */
   readonly role: Role;
-  #parser: FrameParser;
+  /** The frame decoder, made at the first bytes from the peer (or the first pause). */
+  #parser: FrameParser | undefined;
+  #copyBelow: number | undefined;
+  #sliceFrames: number | undefined;
   #maxPayloadLength: number;
   #readyState = OPEN;
   #closeSent = false;
@@ -226,12 +229,25 @@ export class Protocol implements FrameSink {
     if (this.#streaming && host.onFragment === undefined) {
       throw new TypeError("Cannot stream messages: the host has no onFragment");
     }
-    this.#parser = new FrameParser(this, {
+    const slice = options.sliceFrames;
+    if (slice !== undefined && !(slice >= 1)) {
+      throw new RangeError(`Cannot decode: sliceFrames must be at least 1, got ${slice}`);
+    }
+    this.#copyBelow = options.copyBelow;
+    this.#sliceFrames = slice;
+  }
+
+  /**
+   * The frame decoder. An idle connection (most of a server's, at any time) never needs one
+   * until the peer sends something, so it is made then.
+   */
+  get #frames(): FrameParser {
+    return this.#parser ??= new FrameParser(this, {
       // RFC 6455 §5.1: a server fails on an unmasked frame, a client on a masked one.
       requireMask: this.role === "server",
-      allowRsv1: options.deflate !== undefined,
-      copyBelow: options.copyBelow,
-      sliceFrames: options.sliceFrames,
+      allowRsv1: this.#deflate !== undefined,
+      copyBelow: this.#copyBelow,
+      sliceFrames: this.#sliceFrames,
     });
   }
 
@@ -248,7 +264,7 @@ export class Protocol implements FrameSink {
    * the caller must never reuse this memory.
    */
   receive(chunk: Uint8Array): void {
-    this.#parser.push(chunk);
+    this.#frames.push(chunk);
   }
 
   /**
@@ -256,7 +272,7 @@ export class Protocol implements FrameSink {
    * closed protocol is never paused: nothing waits on it any more.
    */
   get paused(): boolean {
-    return this.#parser.paused && this.#readyState !== CLOSED;
+    return this.#parser !== undefined && this.#parser.paused && this.#readyState !== CLOSED;
   }
 
   /**
@@ -265,12 +281,12 @@ export class Protocol implements FrameSink {
    * later turn of its event loop (a macrotask: the core keeps no timers).
    */
   get yielded(): boolean {
-    return this.#parser.yielded;
+    return this.#parser !== undefined && this.#parser.yielded;
   }
 
   /** Decodes the next slice of the input held back since decoding yielded. */
   continue(): void {
-    this.#parser.continue();
+    this.#parser?.continue();
   }
 
   /**
@@ -279,14 +295,14 @@ export class Protocol implements FrameSink {
    */
   pause(): void {
     this.#held = true;
-    this.#parser.pause();
+    this.#frames.pause();
   }
 
   /** Decodes what was held back by {@linkcode Protocol.pause}, unless an inflate still runs. */
   resume(): void {
     if (!this.#held) return;
     this.#held = false;
-    if (this.#inflating === 0 && this.#readyState !== CLOSED) this.#parser.resume();
+    if (this.#inflating === 0 && this.#readyState !== CLOSED) this.#frames.resume();
   }
 
   /**
@@ -517,7 +533,7 @@ export class Protocol implements FrameSink {
    */
   lost(): void {
     if (this.#readyState !== CLOSED) {
-      this.#parser.stop();
+      this.#frames.stop();
       this.#readyState = CLOSED;
       this.#resetMessage();
     }
@@ -715,7 +731,7 @@ export class Protocol implements FrameSink {
     this.compression.compressedIn += data.length;
     this.#inflating = this.#messageOpcode;
     this.#resetMessage();
-    this.#parser.pause();
+    this.#frames.pause();
     this.#deflate!.decompressor.decompress(
       data,
       this.#maxPayloadLength,
@@ -743,7 +759,7 @@ export class Protocol implements FrameSink {
       this.#deliver(result, true);
     }
     if (this.#readyState !== CLOSED && !this.#held) {
-      this.#parser.resume();
+      this.#frames.resume();
       this.#host.onResumed?.();
     }
   }
@@ -797,7 +813,7 @@ export class Protocol implements FrameSink {
       this.fail(close);
       return;
     }
-    this.#parser.stop();
+    this.#frames.stop();
     this.#resetMessage();
     this.#readyState = CLOSED;
     if (!this.#closeSent) {
