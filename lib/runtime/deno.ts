@@ -268,6 +268,23 @@ function closeQuietly(conn: Deno.Conn): void {
   }
 }
 
+// A Deno transport's state, a bit each.
+/** A read is pending, or its data is being handed on. */
+const READING = 1;
+/** A write is in flight. */
+const WRITING = 2;
+/** The write in flight ends inside a frame: urgent frames wait for its end. */
+const IN_FLIGHT_PARTIAL = 4;
+/** end() was called: our FIN follows what is queued. */
+const ENDING = 8;
+/** Our FIN is out: what the peer sends is discarded until its EOF. */
+const WRITE_CLOSED = 16;
+/** The peer's EOF came. */
+const EOF = 32;
+const CLOSED = 64;
+/** pause() was called: no reads until resume(). */
+const PAUSED = 128;
+
 class DenoTransport implements Transport {
   readonly remoteAddress: string;
   readonly remotePort: number;
@@ -277,8 +294,6 @@ class DenoTransport implements Transport {
   #buffer: Uint8Array | undefined;
   /** The size of the next read; 0 before the first (which is `FIRST_READ`). */
   #readSize = 0;
-  /** A read is pending, or its data is being handed on. */
-  #reading = false;
   /** Where the pending read's promise goes, resolved or rejected (one per connection). */
   #onRead: ((result: number | null | Error) => void) | undefined;
   // Chunks to write behind the write in flight, in order, one per write (made at the first).
@@ -290,21 +305,22 @@ class DenoTransport implements Transport {
   /** The staging buffer that the last queued chunk views, while more may go behind it. */
   #stage: Uint8Array | undefined;
   #stageEnd = 0;
+  /** The write in flight (what is left of it). */
+  #inFlight: Uint8Array | undefined;
+  /**
+   * Where each write's promise goes, resolved or rejected: made when writing starts, and let go
+   * when nothing is left to write, so an idle connection holds none.
+   */
+  #onWritten: ((result: number | Error) => void) | undefined;
   /** The staging buffer of the write in flight, returned to its pool when the write is done. */
   #inFlightStage: Uint8Array | undefined;
-  /** The write in flight ends inside a frame. */
-  #inFlightPartial = false;
   /** Pings and pongs waiting for a frame boundary (made at the first). */
   #urgent: UrgentQueue | undefined;
   #buffered = 0;
   /** The mark asked for with watchBelow (−1: none). */
   #below = -1;
-  #writing = false;
-  #ending = false;
-  #writeClosed = false;
-  #eof = false;
-  #closed = false;
-  #paused = false;
+  /** The transport's state: the bits below. */
+  #state = 0;
 
   constructor(conn: Deno.Conn) {
     this.#conn = conn;
@@ -342,13 +358,13 @@ class DenoTransport implements Transport {
    * with its frame, and no closures are made per read.
    */
   #read(): void {
-    if (this.#reading || this.#paused || this.#closed) return;
+    if ((this.#state & (READING | PAUSED | CLOSED)) !== 0) return;
     const size = this.#readSize || FIRST_READ;
     let buffer = this.#buffer;
     if (buffer === undefined || buffer.length < size >> 2) {
       buffer = this.#buffer = new Uint8Array(size);
     }
-    this.#reading = true;
+    this.#state |= READING;
     const done = this.#onRead ??= (result) => this.#readDone(result);
     this.#conn.read(buffer).then(done, done);
   }
@@ -356,15 +372,15 @@ class DenoTransport implements Transport {
   /** A read is over: `n` bytes in `#buffer`, `null` at EOF, or the error. */
   #readDone(n: number | null | Error): void {
     if (typeof n !== "number") {
-      this.#reading = false;
+      this.#state &= ~READING;
       if (n !== null) {
         this.#close(n);
         return;
       }
       this.#buffer = undefined;
-      this.#eof = true;
-      if (this.#writeClosed) this.#close();
-      else if (!this.#closed) this.#handler.onEnd();
+      this.#state |= EOF;
+      if ((this.#state & WRITE_CLOSED) !== 0) this.#close();
+      else if ((this.#state & CLOSED) === 0) this.#handler.onEnd();
       return;
     }
     const buffer = this.#buffer!;
@@ -381,24 +397,24 @@ class DenoTransport implements Transport {
       this.#buffer = buffer.subarray(n);
     }
     // We said goodbye: discard, and wait for the peer's EOF.
-    if (!this.#writeClosed && !this.#closed) {
+    if ((this.#state & (WRITE_CLOSED | CLOSED)) === 0) {
       try {
         this.#handler.onData(buffer.subarray(0, n));
       } catch (error) {
-        this.#reading = false;
+        this.#state &= ~READING;
         this.#close(error);
         return;
       }
     }
-    this.#reading = false;
+    this.#state &= ~READING;
     this.#read();
   }
 
   write(chunk: Uint8Array, reusable: boolean, partial = false): void {
-    if (this.#closed || this.#ending || chunk.length === 0) return;
+    if ((this.#state & (CLOSED | ENDING)) !== 0 || chunk.length === 0) return;
     const length = chunk.length;
     this.#buffered += length;
-    if (!this.#writing) {
+    if ((this.#state & WRITING) === 0) {
       // Nothing waits: the chunk is the next write, with no queue.
       if (reusable) {
         if (length <= MAX_STAGE) {
@@ -409,7 +425,7 @@ class DenoTransport implements Transport {
           chunk = chunk.slice();
         }
       }
-      this.#inFlightPartial = partial;
+      this.#state = partial ? this.#state | IN_FLIGHT_PARTIAL : this.#state & ~IN_FLIGHT_PARTIAL;
       this.#flush(chunk);
       return;
     }
@@ -463,43 +479,82 @@ class DenoTransport implements Transport {
   }
 
   writeUrgent(chunk: Uint8Array): void {
-    if (this.#closed || this.#ending || chunk.length === 0) return;
+    if ((this.#state & (CLOSED | ENDING)) !== 0 || chunk.length === 0) return;
     this.#buffered += (this.#urgent ??= new UrgentQueue()).push(chunk);
-    if (!this.#writing) this.#flush(undefined);
+    if ((this.#state & WRITING) === 0) this.#flush(undefined);
   }
 
-  /** Writes `first` (set up in flight by the caller), then what waits, until nothing does. */
-  async #flush(first: Uint8Array | undefined): Promise<void> {
-    this.#writing = true;
+  /**
+   * Writes `first` (set up in flight by the caller), then what waits, until nothing does. The
+   * writes chain on one function, made here: no async function, and no closure per write.
+   */
+  #flush(first: Uint8Array | undefined): void {
+    this.#state |= WRITING;
+    this.#onWritten = (result) => this.#writeDone(result);
+    const data = first ?? this.#take();
+    if (data === undefined) this.#flushed();
+    else this.#send(data);
+  }
+
+  /** Hands `data` to the socket; `#writeDone` follows. */
+  #send(data: Uint8Array): void {
+    this.#inFlight = data;
+    const done = this.#onWritten!;
+    let written: Promise<number>;
     try {
-      let data = first ?? this.#take();
-      while (data !== undefined && !this.#closed) {
-        for (;;) {
-          const n = await this.#conn.write(data);
-          this.#buffered -= n;
-          if (this.#buffered <= this.#below) {
-            this.#below = -1;
-            this.#handler.onBelow();
-          }
-          if (n === data.length) break;
-          data = data.subarray(n);
-        }
-        const stage = this.#inFlightStage;
-        if (stage !== undefined) {
-          this.#inFlightStage = undefined;
-          giveStage(stage);
-        }
-        data = this.#take();
-      }
+      written = this.#conn.write(data);
     } catch (error) {
-      // The staging buffer in flight, if any, is dropped: it is not known to be free.
-      this.#writing = false;
-      this.#close(error);
+      this.#writeDone(error as Error);
       return;
     }
-    this.#writing = false;
-    if (this.#closed) return;
-    if (this.#ending) this.#halfClose();
+    written.then(done, done);
+  }
+
+  /** A write is over: `n` bytes of `#inFlight` went to the socket, or it failed. */
+  #writeDone(n: number | Error): void {
+    if (typeof n !== "number") {
+      this.#writeFailed(n);
+      return;
+    }
+    const data = this.#inFlight!;
+    this.#buffered -= n;
+    if (this.#buffered <= this.#below) {
+      this.#below = -1;
+      try {
+        this.#handler.onBelow();
+      } catch (error) {
+        this.#writeFailed(error);
+        return;
+      }
+    }
+    if (n < data.length && (this.#state & CLOSED) === 0) {
+      this.#send(data.subarray(n));
+      return;
+    }
+    const stage = this.#inFlightStage;
+    if (stage !== undefined && n === data.length) {
+      this.#inFlightStage = undefined;
+      giveStage(stage);
+    }
+    this.#inFlight = undefined;
+    const next = (this.#state & CLOSED) !== 0 ? undefined : this.#take();
+    if (next === undefined) this.#flushed();
+    else this.#send(next);
+  }
+
+  #writeFailed(error: unknown): void {
+    // The staging buffer in flight, if any, is dropped: it is not known to be free.
+    this.#inFlight = this.#onWritten = undefined;
+    this.#state &= ~WRITING;
+    this.#close(error);
+  }
+
+  /** Nothing is left to write. */
+  #flushed(): void {
+    this.#state &= ~WRITING;
+    this.#onWritten = undefined;
+    if ((this.#state & CLOSED) !== 0) return;
+    if ((this.#state & ENDING) !== 0) this.#halfClose();
     else this.#handler.onDrain();
   }
 
@@ -510,7 +565,7 @@ class DenoTransport implements Transport {
    */
   #take(): Uint8Array | undefined {
     const urgent = this.#urgent;
-    if (!this.#inFlightPartial && urgent !== undefined && urgent.length !== 0) {
+    if ((this.#state & IN_FLIGHT_PARTIAL) === 0 && urgent !== undefined && urgent.length !== 0) {
       const frame = urgent.peek()!;
       urgent.consume(frame.length);
       return frame;
@@ -522,21 +577,23 @@ class DenoTransport implements Transport {
       if (stage === this.#stage) this.#stage = undefined; // No more behind it.
       this.#inFlightStage = stage;
     }
-    this.#inFlightPartial = this.#partial!.shift()!;
+    this.#state = this.#partial!.shift()!
+      ? this.#state | IN_FLIGHT_PARTIAL
+      : this.#state & ~IN_FLIGHT_PARTIAL;
     return queue.shift()!;
   }
 
   end(): void {
-    if (this.#closed || this.#ending) return;
-    this.#ending = true;
-    if (!this.#writing) this.#halfClose();
+    if ((this.#state & (CLOSED | ENDING)) !== 0) return;
+    this.#state |= ENDING;
+    if ((this.#state & WRITING) === 0) this.#halfClose();
   }
 
   /** Sends FIN, then keeps reading (and discarding) until the peer's EOF. */
   #halfClose(): void {
-    if (this.#writeClosed) return;
-    this.#writeClosed = true;
-    if (this.#eof) {
+    if ((this.#state & WRITE_CLOSED) !== 0) return;
+    this.#state |= WRITE_CLOSED;
+    if ((this.#state & EOF) !== 0) {
       this.#close();
       return;
     }
@@ -552,7 +609,7 @@ class DenoTransport implements Transport {
   }
 
   pause(): void {
-    this.#paused = true;
+    this.#state |= PAUSED;
   }
 
   watchBelow(bytes: number): void {
@@ -560,14 +617,14 @@ class DenoTransport implements Transport {
   }
 
   resume(): void {
-    if (!this.#paused) return;
-    this.#paused = false;
+    if ((this.#state & PAUSED) === 0) return;
+    this.#state &= ~PAUSED;
     this.#read();
   }
 
   #close(error?: unknown): void {
-    if (this.#closed) return;
-    this.#closed = true;
+    if ((this.#state & CLOSED) !== 0) return;
+    this.#state |= CLOSED;
     // Queued staging buffers are not in flight: they go back.
     const owner = this.#owner;
     if (owner !== undefined) {
