@@ -18,10 +18,10 @@ export class ServerConnection<T> extends OpenConnection<ServerWebSocket<T>>
   #server: ServerCore<T>;
   /**
    * The topics this connection is subscribed to: none, one (most connections subscribe to one
-   * at most, and a Set costs hundreds of bytes), or a Set of them (made at the second).
+   * at most, and a Set costs hundreds of bytes), or a Set of them (made at the second); `null`
+   * once it has left them for good.
    */
-  #topics: string | Set<string> | undefined;
-  #left = false;
+  #topics: string | Set<string> | undefined | null;
 
   /**
    * Takes over a transport whose upgrade was accepted.
@@ -38,8 +38,8 @@ export class ServerConnection<T> extends OpenConnection<ServerWebSocket<T>>
   /** @internal */
   subscribe(topic: string): void {
     // Once the close is reported the connection has left its topics for good.
-    if (this.#left) return;
     const topics = this.#topics;
+    if (topics === null) return;
     if (topics === undefined) {
       this.#topics = topic;
     } else if (typeof topics === "string") {
@@ -56,20 +56,20 @@ export class ServerConnection<T> extends OpenConnection<ServerWebSocket<T>>
   unsubscribe(topic: string): void {
     const topics = this.#topics;
     if (topics === topic) this.#topics = undefined;
-    else if (typeof topics !== "object" || !topics.delete(topic)) return;
+    else if (!(topics instanceof Set) || !topics.delete(topic)) return;
     this.#server.topics.unsubscribe(topic, this);
   }
 
   /** @internal */
   isSubscribed(topic: string): boolean {
     const topics = this.#topics;
-    return topics === topic || (typeof topics === "object" && topics.has(topic));
+    return topics === topic || (topics instanceof Set && topics.has(topic));
   }
 
   /** @internal */
   get topics(): string[] {
     const topics = this.#topics;
-    return topics === undefined ? [] : typeof topics === "string" ? [topics] : [...topics];
+    return topics == null ? [] : typeof topics === "string" ? [topics] : [...topics];
   }
 
   /** @internal */
@@ -87,10 +87,9 @@ export class ServerConnection<T> extends OpenConnection<ServerWebSocket<T>>
 
   /** Leaves every topic, for good (the close is being reported): O(1) per topic. */
   leaveTopics(): void {
-    this.#left = true;
     const topics = this.#topics;
-    if (topics === undefined) return;
-    this.#topics = undefined;
+    this.#topics = null;
+    if (topics == null) return;
     const registry = this.#server.topics;
     if (typeof topics === "string") registry.unsubscribe(topics, this);
     else for (const topic of topics) registry.unsubscribe(topic, this);
