@@ -206,9 +206,6 @@ export class Protocol implements FrameSink {
     | undefined;
   #slots: Slot[] | undefined;
   #closedAfterSlots: { code: number; reason: string } | undefined;
-  // The engines' callbacks, made at the first use: a connection without compression has none.
-  #onInflated: ((result: Uint8Array | WebSocketError) => void) | undefined;
-  #onDeflated: ((result: Uint8Array | WebSocketError) => void) | undefined;
 
   /**
    * Makes the state of a connection whose opening handshake just completed.
@@ -407,7 +404,9 @@ export class Protocol implements FrameSink {
       this.compression.rawOut += bytes.length;
       deflate.compressor.compress(
         bytes,
-        this.#onDeflated ??= (result) => this.#deflated(result),
+        // A closure per message rather than a field per connection: beside a compression it
+        // costs nothing.
+        (result) => this.#deflated(result),
       );
       return;
     }
@@ -735,7 +734,7 @@ export class Protocol implements FrameSink {
     this.#deflate!.decompressor.decompress(
       data,
       this.#maxPayloadLength,
-      this.#onInflated ??= (result) => this.#inflated(result),
+      (result) => this.#inflated(result),
     );
   }
 
