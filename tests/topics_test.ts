@@ -263,6 +263,42 @@ test("topics: subscribe, unsubscribe, isSubscribed, topics and subscriberCount a
   });
 });
 
+test("topics: one topic, then a second, then one again: the bookkeeping agrees at each step", async () => {
+  const world = new World();
+  await withServer(world.options(), async (harness) => {
+    const { server } = harness;
+    const a = await join(harness, "a");
+    const ws = world.ws("a");
+    ws.subscribe(""); // the empty name is a topic like any other
+    ws.subscribe("");
+    ws.unsubscribe("news"); // not subscribed: nothing happens
+    assert.deepEqual(ws.topics, [""]);
+    assert.equal(ws.isSubscribed(""), true);
+    assert.equal(ws.isSubscribed("news"), false);
+    assert.equal(server.subscriberCount(""), 1);
+    ws.subscribe("news");
+    assert.deepEqual(ws.topics, ["", "news"], "in the order subscribed");
+    ws.unsubscribe("");
+    assert.deepEqual(ws.topics, ["news"]);
+    assert.equal(ws.isSubscribed(""), false);
+    assert.equal(server.subscriberCount(""), 0);
+    assert.equal(server.publish("news", "one"), 1);
+    await expectText(a, "one", "a, in news");
+    ws.unsubscribe("news");
+    assert.deepEqual(ws.topics, []);
+    assert.equal(server.subscriberCount("news"), 0);
+    ws.subscribe("chat");
+    assert.deepEqual(ws.topics, ["chat"]);
+    assert.equal(server.publish("chat", "two"), 1);
+    await expectText(a, "two", "a, in chat");
+    // Dropping the connection leaves the one topic.
+    a.destroy();
+    assert.equal((await world.closes.next("the close handler")).name, "a");
+    assert.equal(server.subscriberCount("chat"), 0);
+    assert.equal(server.publish("chat", "three"), 0);
+  });
+});
+
 test("topics: a topic that is not a string is a TypeError", async () => {
   const world = new World();
   await withServer(world.options(), async (harness) => {

@@ -44,6 +44,17 @@ const HOLD_SLICE = 2;
 /** The outbound queue is above readPause's high-water mark. */
 const HOLD_BACKPRESSURE = 4;
 
+// What else a connection is, a bit each (one field rather than one per flag: there may be a
+// great many connections, most of them idle).
+/** A later turn is scheduled to decode the next slice. */
+const SLICE_SCHEDULED = 1;
+/** The close has been reported (the close handler ran or is running). */
+const CLOSE_REPORTED = 2;
+/** The TCP connection is gone. */
+const GONE = 4;
+/** A send met backpressure: `drain` is owed. */
+const BACKPRESSURED = 8;
+
 /** Masking keys for every client connection of the process (RFC 6455 §5.3). */
 let maskKeys: MaskKeySource | undefined;
 
@@ -236,21 +247,17 @@ export class OpenConnection<W extends BaseWebSocket>
   readonly protocolState: Protocol;
   #home: ConnectionHome;
   #settings: OpenSettings<W>;
-  #client: boolean;
   #outbox: Outbox;
   #ws: W | undefined;
   /** Why reading is held (HOLD_* bits); 0: the socket is read. */
   #holds = 0;
-  /** A later turn is scheduled to decode the next slice. */
-  #sliceScheduled = false;
-  #nextSlice: (() => void) | undefined;
+  /** SLICE_SCHEDULED, CLOSE_REPORTED, GONE, BACKPRESSURED. */
+  #flags = 0;
   /** The outbound queue as last counted in the home's total (`counters.queuedBytes`). */
   #queued = 0;
   #timer: ReturnType<typeof setTimeout> | undefined;
-  #closeReported = false;
   #closeInfo: CloseInfo | undefined;
   #closeWaiters: Array<(info: CloseInfo) => void> | undefined;
-  #gone = false;
   // Times on the home's coarse clock (ms): when anything last arrived, when a data message
   // last went either way or a ping or pong came (the idle clock), when our unanswered ping left
   // (0: none).
@@ -259,8 +266,7 @@ export class OpenConnection<W extends BaseWebSocket>
   #pingSentAt = 0;
   #pingStarted = 0;
   #latency: number | undefined;
-  // Backpressure: a send met it (so `drain` is owed), messages dropped, flushed() waiters.
-  #backpressured = false;
+  // Backpressure: messages dropped, flushed() waiters.
   #dropped = 0;
   #flushWaiters: Array<() => void> | undefined;
   // Traffic, for stats (bytes out: the outbox counts, plus urgent pings and pongs).
@@ -294,11 +300,10 @@ export class OpenConnection<W extends BaseWebSocket>
     this.#home = home;
     this.transport = transport;
     this.#settings = settings;
-    this.#client = protocol.role === "client";
     this.#outbox = new Outbox(
       transport,
       this,
-      this.#client ? maskKeys ??= new MaskKeySource() : undefined,
+      protocol.role === "client" ? maskKeys ??= new MaskKeySource() : undefined,
     );
     this.#lastReceive = this.#lastMessage = home.now;
     this.protocolState = new Protocol(this, {
@@ -339,7 +344,7 @@ export class OpenConnection<W extends BaseWebSocket>
     this.#call(this.#settings.open);
     // Bytes that came early count against the rate limits like any others.
     for (const chunk of early) {
-      if (this.#gone) return;
+      if ((this.#flags & GONE) !== 0) return;
       this.#receive(chunk);
     }
   }
@@ -431,19 +436,24 @@ export class OpenConnection<W extends BaseWebSocket>
     if (protocol.paused) this.#hold(HOLD_PROTOCOL);
     if (!protocol.yielded) return;
     this.#hold(HOLD_SLICE);
-    if (this.#sliceScheduled) return;
-    this.#sliceScheduled = true;
+    if ((this.#flags & SLICE_SCHEDULED) !== 0) return;
+    this.#flags |= SLICE_SCHEDULED;
     // A timer, not setImmediate: in Deno a chain of immediates (or of MessageChannel
     // messages) holds off other sockets' reads for a hundred of them or more, while a timer
     // lets the event loop poll for I/O first, in both runtimes. The timer's minimum delay
     // costs only the connection that used its slice.
-    setTimeout(this.#nextSlice ??= () => this.#decodeSlice(), 0);
+    setTimeout(OpenConnection.#nextSlice, 0, this);
+  }
+
+  /** A timer's callback (a static method: no closure per connection). */
+  static #nextSlice(connection: OpenConnection<BaseWebSocket>): void {
+    connection.#decodeSlice();
   }
 
   /** The next slice of input held back since decoding yielded. */
   #decodeSlice(): void {
-    this.#sliceScheduled = false;
-    if (this.#gone) return;
+    this.#flags &= ~SLICE_SCHEDULED;
+    if ((this.#flags & GONE) !== 0) return;
     const protocol = this.protocolState;
     protocol.continue();
     this.#afterDecode(protocol);
@@ -539,8 +549,8 @@ export class OpenConnection<W extends BaseWebSocket>
     if (waiters !== undefined && waiters.length !== 0) {
       for (const resolve of waiters.splice(0)) resolve();
     }
-    if (!this.#backpressured) return;
-    this.#backpressured = false;
+    if ((this.#flags & BACKPRESSURED) === 0) return;
+    this.#flags &= ~BACKPRESSURED;
     this.#call(this.#settings.drain);
   }
 
@@ -559,8 +569,8 @@ export class OpenConnection<W extends BaseWebSocket>
 
   /** @internal */
   onClose(error?: unknown): void {
-    if (this.#gone) return;
-    this.#gone = true;
+    if ((this.#flags & GONE) !== 0) return;
+    this.#flags |= GONE;
     this.#clearTimer();
     this.#observe(0);
     for (const resolve of this.#flushWaiters?.splice(0) ?? []) resolve();
@@ -712,7 +722,7 @@ export class OpenConnection<W extends BaseWebSocket>
     this.#outbox.flush();
     // RFC 6455 §7.1.1: the server closes the TCP connection first; the client waits for that
     // (onEnd), and closes it itself only when the close timeout runs out.
-    if (!this.#client) this.transport.end();
+    if (this.protocolState.role !== "client") this.transport.end();
     this.#startTimer();
   }
 
@@ -738,7 +748,7 @@ export class OpenConnection<W extends BaseWebSocket>
     } else if (opcode !== 0x8 && this.transport.bufferedAmount !== 0) {
       // A ping or pong jumps ahead of data backed up for a slow reader (the Close frame does
       // not: the data accepted before it must go first).
-      const frame = this.#client
+      const frame = this.protocolState.role === "client"
         ? encodeFrame(opcode, payload, { mask: (maskKeys ??= new MaskKeySource()).next() })
         : encodeFrame(opcode, payload);
       this.#urgentBytes += frame.length;
@@ -812,7 +822,7 @@ export class OpenConnection<W extends BaseWebSocket>
       return false;
     }
     if (this.#dropped++ === 0) this.#reportFirstDrop();
-    this.#backpressured = true;
+    this.#flags |= BACKPRESSURED;
     counters.droppedMessages++;
     if (settings.backpressurePolicy === "close" && this.protocolState.readyState === OPEN) {
       counters.backpressureCloses++;
@@ -847,7 +857,7 @@ export class OpenConnection<W extends BaseWebSocket>
 
   #sendStatus(): SendStatus {
     if (this.isBackedUp) {
-      this.#backpressured = true;
+      this.#flags |= BACKPRESSURED;
       this.#home.counters.backpressureEvents++;
       return SendStatus.Backpressure;
     }
@@ -856,7 +866,7 @@ export class OpenConnection<W extends BaseWebSocket>
 
   /** @internal */
   flushed(): Promise<void> {
-    if (this.#gone || this.bufferedAmount === 0) {
+    if ((this.#flags & GONE) !== 0 || this.bufferedAmount === 0) {
       return Promise.resolve();
     }
     return new Promise((resolve) => (this.#flushWaiters ??= []).push(resolve));
@@ -950,8 +960,8 @@ export class OpenConnection<W extends BaseWebSocket>
   }
 
   #reportClose(code: number, reason: string): void {
-    if (this.#closeReported) return;
-    this.#closeReported = true;
+    if ((this.#flags & CLOSE_REPORTED) !== 0) return;
+    this.#flags |= CLOSE_REPORTED;
     const info = this.#closeInfo = { code, reason };
     this.#home.closed(this);
     const waiters = this.#closeWaiters;
@@ -972,7 +982,7 @@ export class OpenConnection<W extends BaseWebSocket>
   // Timers: the close timeout, and the linger after our FIN.
 
   #startTimer(): void {
-    if (this.#gone) return;
+    if ((this.#flags & GONE) !== 0) return;
     this.#clearTimer();
     const timeout = this.#settings.closeTimeout;
     this.#timer = setTimeout(() => {

@@ -94,7 +94,8 @@ export class FrameParser {
   #spillLength = 0;
   // The frame whose payload is being read.
   #masked = false;
-  #mask = new Uint8Array(4);
+  /** The masking key of the frame being read (made at the first masked frame). */
+  #mask: Uint8Array | undefined;
   #remaining = 0;
   #maskOffset = 0;
 
@@ -228,14 +229,14 @@ export class FrameParser {
           pos += remaining;
           this.#remaining = 0;
           this.#state = HEADER;
-          if (this.#masked) unmask(piece, this.#mask, this.#maskOffset);
+          if (this.#masked) unmask(piece, this.#mask!, this.#maskOffset);
           sink.onFrameData(piece, true);
           if (--this.#budget === 0) this.#yield();
         } else {
           const piece = chunk.subarray(pos, end);
           pos = end;
           this.#remaining = remaining - available;
-          if (this.#masked) unmask(piece, this.#mask, this.#maskOffset);
+          if (this.#masked) unmask(piece, this.#mask!, this.#maskOffset);
           this.#maskOffset += available;
           sink.onFrameData(piece, false);
         }
@@ -313,7 +314,7 @@ export class FrameParser {
       }
       const masked = (b1 & 0x80) !== 0;
       if (masked) {
-        const mask = this.#mask;
+        const mask = this.#mask ??= new Uint8Array(4);
         mask[0] = header[i];
         mask[1] = header[i + 1];
         mask[2] = header[i + 2];
@@ -327,7 +328,7 @@ export class FrameParser {
           ? chunk.slice(pos, pos + length)
           : chunk.subarray(pos, pos + length);
         pos += length;
-        if (masked && length !== 0) unmask(payload, this.#mask, 0);
+        if (masked && length !== 0) unmask(payload, this.#mask!, 0);
         sink.onFrame(opcode, fin, rsv1, payload);
         if (--this.#budget === 0) this.#yield();
       } else {

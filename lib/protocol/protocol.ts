@@ -134,6 +134,13 @@ const SCRATCH_TEXT_UNITS = 16 * 1024;
 const scratch = new Uint8Array(SCRATCH_TEXT_UNITS * 3);
 const encoder = new TextEncoder();
 const EMPTY = new Uint8Array(0);
+/** The compression counters of every connection without permessage-deflate: never counted. */
+const NO_COMPRESSION: CompressionCounters = Object.freeze({
+  compressedIn: 0,
+  rawIn: 0,
+  rawOut: 0,
+  compressedOut: 0,
+});
 
 /**
  * The protocol state of one connection, of either role.
@@ -157,7 +164,10 @@ export class Protocol implements FrameSink {
   #host: ProtocolHost;
   /** Which end this is. */
   readonly role: Role;
-  #parser: FrameParser;
+  /** The frame decoder, made at the first bytes from the peer (or the first pause). */
+  #parser: FrameParser | undefined;
+  #copyBelow: number | undefined;
+  #sliceFrames: number | undefined;
   #maxPayloadLength: number;
   #readyState = OPEN;
   #closeSent = false;
@@ -178,13 +188,11 @@ export class Protocol implements FrameSink {
   // permessage-deflate: whether the open message is compressed, the opcode of the message
   // being inflated, and our frames waiting behind a compression in flight, in send order.
   #deflate: PerMessageDeflate | undefined;
-  /** Bytes in and out of compression: counted only when permessage-deflate is in use. */
-  readonly compression: CompressionCounters = {
-    compressedIn: 0,
-    rawIn: 0,
-    rawOut: 0,
-    compressedOut: 0,
-  };
+  /**
+   * Bytes in and out of compression: counted only when permessage-deflate is in use (without
+   * it, zeros shared by every connection).
+   */
+  readonly compression: CompressionCounters;
   #compressed = false;
   #inflating = 0;
   /** The application paused decoding (pause()). */
@@ -198,8 +206,6 @@ export class Protocol implements FrameSink {
     | undefined;
   #slots: Slot[] | undefined;
   #closedAfterSlots: { code: number; reason: string } | undefined;
-  #onInflated = (result: Uint8Array | WebSocketError): void => this.#inflated(result);
-  #onDeflated = (result: Uint8Array | WebSocketError): void => this.#deflated(result);
 
   /**
    * Makes the state of a connection whose opening handshake just completed.
@@ -212,17 +218,33 @@ export class Protocol implements FrameSink {
     this.role = options.role ?? "server";
     this.#maxPayloadLength = options.maxPayloadLength ?? DEFAULT_MAX_PAYLOAD_LENGTH;
     this.#deflate = options.deflate;
+    this.compression = options.deflate === undefined
+      ? NO_COMPRESSION
+      : { compressedIn: 0, rawIn: 0, rawOut: 0, compressedOut: 0 };
     this.#maxFragments = options.maxFragments ?? Infinity;
     this.#streaming = options.streaming ?? false;
     if (this.#streaming && host.onFragment === undefined) {
       throw new TypeError("Cannot stream messages: the host has no onFragment");
     }
-    this.#parser = new FrameParser(this, {
+    const slice = options.sliceFrames;
+    if (slice !== undefined && !(slice >= 1)) {
+      throw new RangeError(`Cannot decode: sliceFrames must be at least 1, got ${slice}`);
+    }
+    this.#copyBelow = options.copyBelow;
+    this.#sliceFrames = slice;
+  }
+
+  /**
+   * The frame decoder. An idle connection (most of a server's, at any time) never needs one
+   * until the peer sends something, so it is made then.
+   */
+  get #frames(): FrameParser {
+    return this.#parser ??= new FrameParser(this, {
       // RFC 6455 §5.1: a server fails on an unmasked frame, a client on a masked one.
       requireMask: this.role === "server",
-      allowRsv1: options.deflate !== undefined,
-      copyBelow: options.copyBelow,
-      sliceFrames: options.sliceFrames,
+      allowRsv1: this.#deflate !== undefined,
+      copyBelow: this.#copyBelow,
+      sliceFrames: this.#sliceFrames,
     });
   }
 
@@ -239,7 +261,7 @@ export class Protocol implements FrameSink {
    * the caller must never reuse this memory.
    */
   receive(chunk: Uint8Array): void {
-    this.#parser.push(chunk);
+    this.#frames.push(chunk);
   }
 
   /**
@@ -247,7 +269,7 @@ export class Protocol implements FrameSink {
    * closed protocol is never paused: nothing waits on it any more.
    */
   get paused(): boolean {
-    return this.#parser.paused && this.#readyState !== CLOSED;
+    return this.#parser !== undefined && this.#parser.paused && this.#readyState !== CLOSED;
   }
 
   /**
@@ -256,12 +278,12 @@ export class Protocol implements FrameSink {
    * later turn of its event loop (a macrotask: the core keeps no timers).
    */
   get yielded(): boolean {
-    return this.#parser.yielded;
+    return this.#parser !== undefined && this.#parser.yielded;
   }
 
   /** Decodes the next slice of the input held back since decoding yielded. */
   continue(): void {
-    this.#parser.continue();
+    this.#parser?.continue();
   }
 
   /**
@@ -270,14 +292,14 @@ export class Protocol implements FrameSink {
    */
   pause(): void {
     this.#held = true;
-    this.#parser.pause();
+    this.#frames.pause();
   }
 
   /** Decodes what was held back by {@linkcode Protocol.pause}, unless an inflate still runs. */
   resume(): void {
     if (!this.#held) return;
     this.#held = false;
-    if (this.#inflating === 0 && this.#readyState !== CLOSED) this.#parser.resume();
+    if (this.#inflating === 0 && this.#readyState !== CLOSED) this.#frames.resume();
   }
 
   /**
@@ -380,7 +402,12 @@ export class Protocol implements FrameSink {
       // once with a synchronous engine: then the slot is written and gone before this returns).
       (this.#slots ??= []).push({ opcode, payload: undefined, rsv1: true, fin: true });
       this.compression.rawOut += bytes.length;
-      deflate.compressor.compress(bytes, this.#onDeflated);
+      deflate.compressor.compress(
+        bytes,
+        // A closure per message rather than a field per connection: beside a compression it
+        // costs nothing.
+        (result) => this.#deflated(result),
+      );
       return;
     }
     this.#emit(opcode, bytes, false, owned);
@@ -505,7 +532,7 @@ export class Protocol implements FrameSink {
    */
   lost(): void {
     if (this.#readyState !== CLOSED) {
-      this.#parser.stop();
+      this.#frames.stop();
       this.#readyState = CLOSED;
       this.#resetMessage();
     }
@@ -703,8 +730,12 @@ export class Protocol implements FrameSink {
     this.compression.compressedIn += data.length;
     this.#inflating = this.#messageOpcode;
     this.#resetMessage();
-    this.#parser.pause();
-    this.#deflate!.decompressor.decompress(data, this.#maxPayloadLength, this.#onInflated);
+    this.#frames.pause();
+    this.#deflate!.decompressor.decompress(
+      data,
+      this.#maxPayloadLength,
+      (result) => this.#inflated(result),
+    );
   }
 
   #inflated(result: Uint8Array | WebSocketError): void {
@@ -727,7 +758,7 @@ export class Protocol implements FrameSink {
       this.#deliver(result, true);
     }
     if (this.#readyState !== CLOSED && !this.#held) {
-      this.#parser.resume();
+      this.#frames.resume();
       this.#host.onResumed?.();
     }
   }
@@ -781,7 +812,7 @@ export class Protocol implements FrameSink {
       this.fail(close);
       return;
     }
-    this.#parser.stop();
+    this.#frames.stop();
     this.#resetMessage();
     this.#readyState = CLOSED;
     if (!this.#closeSent) {

@@ -4,8 +4,10 @@
  *
  * Reads go into a per-connection buffer that is never written twice: each read takes the free
  * tail of it, so views handed to the server stay valid, and a fresh buffer is allocated once
- * the tail is small. The read size adapts: it starts small (a pending `conn.read` pins its
- * buffer, so an idle connection should pin little) and doubles while reads fill it.
+ * the tail is small. The read size adapts: it doubles while reads fill it. A pending
+ * `conn.read` pins its buffer, so an idle connection should pin little: the first read is
+ * large enough for a request (or response) head, and the next one, which waits for as long as
+ * a new connection stays idle, is small.
  *
  * @module
  */
@@ -21,6 +23,11 @@ import { connectError, tlsError } from "./_connect_error.ts";
 import { listenError } from "./_listen_error.ts";
 import { UrgentQueue } from "../core/urgent_queue.ts";
 
+/** The first read: an opening handshake's head fits it whole, usually. */
+const FIRST_READ = 1024;
+/** The read after the first: it is pending for as long as a new connection stays idle. */
+const IDLE_READ = 128;
+/** Short reads shrink the read size down to this, not below (only IDLE_READ starts below). */
 const MIN_READ = 1024;
 const MAX_READ = 256 * 1024;
 // `conn.write` is asynchronous: a chunk the caller reuses must be copied until its write
@@ -261,39 +268,59 @@ function closeQuietly(conn: Deno.Conn): void {
   }
 }
 
+// A Deno transport's state, a bit each.
+/** A read is pending, or its data is being handed on. */
+const READING = 1;
+/** A write is in flight. */
+const WRITING = 2;
+/** The write in flight ends inside a frame: urgent frames wait for its end. */
+const IN_FLIGHT_PARTIAL = 4;
+/** end() was called: our FIN follows what is queued. */
+const ENDING = 8;
+/** Our FIN is out: what the peer sends is discarded until its EOF. */
+const WRITE_CLOSED = 16;
+/** The peer's EOF came. */
+const EOF = 32;
+const CLOSED = 64;
+/** pause() was called: no reads until resume(). */
+const PAUSED = 128;
+
 class DenoTransport implements Transport {
   readonly remoteAddress: string;
   readonly remotePort: number;
-  readonly writesLater = true;
   #conn: Deno.Conn;
   #handler!: TransportHandler;
+  /** The buffer the pending read fills, or the free tail of the last one. */
   #buffer: Uint8Array | undefined;
-  #readSize = MIN_READ;
-  /** Chunks to write, in order, one per write. */
-  #queue: Uint8Array[] = [];
+  /** The size of the next read; 0 before the first (which is `FIRST_READ`). */
+  #readSize = 0;
+  /** Where the pending read's promise goes, resolved or rejected (one per connection). */
+  #onRead: ((result: number | null | Error) => void) | undefined;
+  // Chunks to write behind the write in flight, in order, one per write (made at the first).
+  #queue: Uint8Array[] | undefined;
   /** For each queued chunk: it ends inside a frame. */
-  #partial: boolean[] = [];
+  #partial: boolean[] | undefined;
   /** For each queued chunk: the staging buffer it views, if it is staged. */
-  #owner: (Uint8Array | undefined)[] = [];
+  #owner: (Uint8Array | undefined)[] | undefined;
   /** The staging buffer that the last queued chunk views, while more may go behind it. */
   #stage: Uint8Array | undefined;
   #stageEnd = 0;
+  /** The write in flight (what is left of it). */
+  #inFlight: Uint8Array | undefined;
+  /**
+   * Where each write's promise goes, resolved or rejected: made when writing starts, and let go
+   * when nothing is left to write, so an idle connection holds none.
+   */
+  #onWritten: ((result: number | Error) => void) | undefined;
   /** The staging buffer of the write in flight, returned to its pool when the write is done. */
   #inFlightStage: Uint8Array | undefined;
-  /** The write in flight ends inside a frame. */
-  #inFlightPartial = false;
   /** Pings and pongs waiting for a frame boundary (made at the first). */
   #urgent: UrgentQueue | undefined;
   #buffered = 0;
   /** The mark asked for with watchBelow (−1: none). */
   #below = -1;
-  #writing = false;
-  #ending = false;
-  #writeClosed = false;
-  #eof = false;
-  #closed = false;
-  #paused = false;
-  #wake: (() => void) | undefined;
+  /** The transport's state: the bits below. */
+  #state = 0;
 
   constructor(conn: Deno.Conn) {
     this.#conn = conn;
@@ -305,6 +332,11 @@ class DenoTransport implements Transport {
     } catch {
       // Not a TCP socket, or already closed.
     }
+  }
+
+  /** Writes complete later: a chunk the caller reuses is copied (see the Transport contract). */
+  get writesLater(): boolean {
+    return true;
   }
 
   get bufferedAmount(): number {
@@ -320,61 +352,106 @@ class DenoTransport implements Transport {
     this.#handler = handler;
   }
 
-  async #read(): Promise<void> {
-    const conn = this.#conn;
-    try {
-      while (!this.#closed) {
-        if (this.#paused) {
-          await new Promise<void>((resolve) => this.#wake = resolve);
-          continue;
-        }
-        let buffer = this.#buffer;
-        if (buffer === undefined || buffer.length < this.#readSize >> 2) {
-          buffer = new Uint8Array(this.#readSize);
-        }
-        const n = await conn.read(buffer);
-        if (n === null) break;
-        if (n === buffer.length) {
-          this.#readSize = Math.min(this.#readSize * 2, MAX_READ);
-          this.#buffer = undefined;
-        } else {
-          if (n < this.#readSize >> 3) this.#readSize = Math.max(this.#readSize >> 1, MIN_READ);
-          this.#buffer = buffer.subarray(n);
-        }
-        if (this.#writeClosed) continue; // We said goodbye: wait for the peer's EOF.
-        this.#handler.onData(buffer.subarray(0, n));
+  /**
+   * Starts the next read, unless one is pending or reading is paused or over. Its promise goes
+   * to one function of this connection, made once: no async function per connection waits
+   * with its frame, and no closures are made per read.
+   */
+  #read(): void {
+    if ((this.#state & (READING | PAUSED | CLOSED)) !== 0) return;
+    const size = this.#readSize || FIRST_READ;
+    let buffer = this.#buffer;
+    if (buffer === undefined || buffer.length < size >> 2) {
+      buffer = this.#buffer = new Uint8Array(size);
+    }
+    this.#state |= READING;
+    const done = this.#onRead ??= (result) => this.#readDone(result);
+    this.#conn.read(buffer).then(done, done);
+  }
+
+  /** A read is over: `n` bytes in `#buffer`, `null` at EOF, or the error. */
+  #readDone(n: number | null | Error): void {
+    if (typeof n !== "number") {
+      this.#state &= ~READING;
+      if (n !== null) {
+        this.#close(n);
+        return;
       }
-    } catch (error) {
-      this.#close(error);
+      this.#buffer = undefined;
+      this.#state |= EOF;
+      if ((this.#state & WRITE_CLOSED) !== 0) this.#close();
+      else if ((this.#state & CLOSED) === 0) this.#handler.onEnd();
       return;
     }
-    this.#buffer = undefined;
-    this.#eof = true;
-    if (this.#writeClosed) this.#close();
-    else if (!this.#closed) this.#handler.onEnd();
+    const buffer = this.#buffer!;
+    const size = this.#readSize;
+    if (n === buffer.length) {
+      this.#readSize = Math.min((size || FIRST_READ) * 2, MAX_READ);
+      this.#buffer = undefined;
+    } else if (size === 0) {
+      // The first read (the handshake's head) did not fill: the connection may stay idle now.
+      this.#readSize = IDLE_READ;
+      this.#buffer = undefined;
+    } else {
+      if (n < size >> 3 && size > MIN_READ) this.#readSize = Math.max(size >> 1, MIN_READ);
+      this.#buffer = buffer.subarray(n);
+    }
+    // We said goodbye: discard, and wait for the peer's EOF.
+    if ((this.#state & (WRITE_CLOSED | CLOSED)) === 0) {
+      try {
+        this.#handler.onData(buffer.subarray(0, n));
+      } catch (error) {
+        this.#state &= ~READING;
+        this.#close(error);
+        return;
+      }
+    }
+    this.#state &= ~READING;
+    this.#read();
   }
 
   write(chunk: Uint8Array, reusable: boolean, partial = false): void {
-    if (this.#closed || this.#ending || chunk.length === 0) return;
+    if ((this.#state & (CLOSED | ENDING)) !== 0 || chunk.length === 0) return;
     const length = chunk.length;
     this.#buffered += length;
-    if (reusable ? length <= MAX_STAGE : this.#writing && length <= MIN_STAGE) {
+    if ((this.#state & WRITING) === 0) {
+      // Nothing waits: the chunk is the next write, with no queue.
+      if (reusable) {
+        if (length <= MAX_STAGE) {
+          const stage = this.#inFlightStage = takeStage(length);
+          stage.set(chunk);
+          chunk = stage.subarray(0, length);
+        } else {
+          chunk = chunk.slice();
+        }
+      }
+      this.#state = partial ? this.#state | IN_FLIGHT_PARTIAL : this.#state & ~IN_FLIGHT_PARTIAL;
+      this.#flush(chunk);
+      return;
+    }
+    if (this.#queue === undefined) {
+      this.#queue = [];
+      this.#partial = [];
+      this.#owner = [];
+    }
+    if (reusable ? length <= MAX_STAGE : length <= MIN_STAGE) {
       // Behind a write in flight a small chunk is staged even if it could be kept, so that
       // the next write takes it with the others.
       this.#stageChunk(chunk, partial);
     } else {
       this.#stage = undefined;
       this.#queue.push(reusable ? chunk.slice() : chunk);
-      this.#partial.push(partial);
-      this.#owner.push(undefined);
+      this.#partial!.push(partial);
+      this.#owner!.push(undefined);
     }
-    if (!this.#writing) this.#flush();
   }
 
   /** Copies `chunk` behind the last queued chunk if that is staged and has room, else anew. */
   #stageChunk(chunk: Uint8Array, partial: boolean): void {
     const length = chunk.length;
-    const queue = this.#queue;
+    const queue = this.#queue!;
+    const owner = this.#owner!;
+    const partials = this.#partial!;
     let stage = this.#stage;
     let end = this.#stageEnd;
     if (stage === undefined || end + length > stage.length) {
@@ -385,59 +462,99 @@ class DenoTransport implements Transport {
         bigger.set(stage.subarray(0, end));
         giveStage(stage);
         stage = bigger;
-        this.#owner[queue.length - 1] = bigger;
+        owner[queue.length - 1] = bigger;
       } else {
         stage = takeStage(length);
         end = 0;
         queue.push(stage);
-        this.#partial.push(false);
-        this.#owner.push(stage);
+        partials.push(false);
+        owner.push(stage);
       }
       this.#stage = stage;
     }
     stage.set(chunk, end);
     this.#stageEnd = end += length;
     queue[queue.length - 1] = stage.subarray(0, end);
-    this.#partial[queue.length - 1] = partial;
+    partials[queue.length - 1] = partial;
   }
 
   writeUrgent(chunk: Uint8Array): void {
-    if (this.#closed || this.#ending || chunk.length === 0) return;
+    if ((this.#state & (CLOSED | ENDING)) !== 0 || chunk.length === 0) return;
     this.#buffered += (this.#urgent ??= new UrgentQueue()).push(chunk);
-    if (!this.#writing) this.#flush();
+    if ((this.#state & WRITING) === 0) this.#flush(undefined);
   }
 
-  async #flush(): Promise<void> {
-    this.#writing = true;
+  /**
+   * Writes `first` (set up in flight by the caller), then what waits, until nothing does. The
+   * writes chain on one function, made here: no async function, and no closure per write.
+   */
+  #flush(first: Uint8Array | undefined): void {
+    this.#state |= WRITING;
+    this.#onWritten = (result) => this.#writeDone(result);
+    const data = first ?? this.#take();
+    if (data === undefined) this.#flushed();
+    else this.#send(data);
+  }
+
+  /** Hands `data` to the socket; `#writeDone` follows. */
+  #send(data: Uint8Array): void {
+    this.#inFlight = data;
+    const done = this.#onWritten!;
+    let written: Promise<number>;
     try {
-      while (!this.#closed) {
-        let data = this.#take();
-        if (data === undefined) break;
-        for (;;) {
-          const n = await this.#conn.write(data);
-          this.#buffered -= n;
-          if (this.#buffered <= this.#below) {
-            this.#below = -1;
-            this.#handler.onBelow();
-          }
-          if (n === data.length) break;
-          data = data.subarray(n);
-        }
-        const stage = this.#inFlightStage;
-        if (stage !== undefined) {
-          this.#inFlightStage = undefined;
-          giveStage(stage);
-        }
-      }
+      written = this.#conn.write(data);
     } catch (error) {
-      // The staging buffer in flight, if any, is dropped: it is not known to be free.
-      this.#writing = false;
-      this.#close(error);
+      this.#writeDone(error as Error);
       return;
     }
-    this.#writing = false;
-    if (this.#closed) return;
-    if (this.#ending) this.#halfClose();
+    written.then(done, done);
+  }
+
+  /** A write is over: `n` bytes of `#inFlight` went to the socket, or it failed. */
+  #writeDone(n: number | Error): void {
+    if (typeof n !== "number") {
+      this.#writeFailed(n);
+      return;
+    }
+    const data = this.#inFlight!;
+    this.#buffered -= n;
+    if (this.#buffered <= this.#below) {
+      this.#below = -1;
+      try {
+        this.#handler.onBelow();
+      } catch (error) {
+        this.#writeFailed(error);
+        return;
+      }
+    }
+    if (n < data.length && (this.#state & CLOSED) === 0) {
+      this.#send(data.subarray(n));
+      return;
+    }
+    const stage = this.#inFlightStage;
+    if (stage !== undefined && n === data.length) {
+      this.#inFlightStage = undefined;
+      giveStage(stage);
+    }
+    this.#inFlight = undefined;
+    const next = (this.#state & CLOSED) !== 0 ? undefined : this.#take();
+    if (next === undefined) this.#flushed();
+    else this.#send(next);
+  }
+
+  #writeFailed(error: unknown): void {
+    // The staging buffer in flight, if any, is dropped: it is not known to be free.
+    this.#inFlight = this.#onWritten = undefined;
+    this.#state &= ~WRITING;
+    this.#close(error);
+  }
+
+  /** Nothing is left to write. */
+  #flushed(): void {
+    this.#state &= ~WRITING;
+    this.#onWritten = undefined;
+    if ((this.#state & CLOSED) !== 0) return;
+    if ((this.#state & ENDING) !== 0) this.#halfClose();
     else this.#handler.onDrain();
   }
 
@@ -448,32 +565,35 @@ class DenoTransport implements Transport {
    */
   #take(): Uint8Array | undefined {
     const urgent = this.#urgent;
-    if (!this.#inFlightPartial && urgent !== undefined && urgent.length !== 0) {
+    if ((this.#state & IN_FLIGHT_PARTIAL) === 0 && urgent !== undefined && urgent.length !== 0) {
       const frame = urgent.peek()!;
       urgent.consume(frame.length);
       return frame;
     }
-    if (this.#queue.length === 0) return undefined;
-    const stage = this.#owner.shift();
+    const queue = this.#queue;
+    if (queue === undefined || queue.length === 0) return undefined;
+    const stage = this.#owner!.shift();
     if (stage !== undefined) {
       if (stage === this.#stage) this.#stage = undefined; // No more behind it.
       this.#inFlightStage = stage;
     }
-    this.#inFlightPartial = this.#partial.shift()!;
-    return this.#queue.shift()!;
+    this.#state = this.#partial!.shift()!
+      ? this.#state | IN_FLIGHT_PARTIAL
+      : this.#state & ~IN_FLIGHT_PARTIAL;
+    return queue.shift()!;
   }
 
   end(): void {
-    if (this.#closed || this.#ending) return;
-    this.#ending = true;
-    if (!this.#writing) this.#halfClose();
+    if ((this.#state & (CLOSED | ENDING)) !== 0) return;
+    this.#state |= ENDING;
+    if ((this.#state & WRITING) === 0) this.#halfClose();
   }
 
   /** Sends FIN, then keeps reading (and discarding) until the peer's EOF. */
   #halfClose(): void {
-    if (this.#writeClosed) return;
-    this.#writeClosed = true;
-    if (this.#eof) {
+    if ((this.#state & WRITE_CLOSED) !== 0) return;
+    this.#state |= WRITE_CLOSED;
+    if ((this.#state & EOF) !== 0) {
       this.#close();
       return;
     }
@@ -489,7 +609,7 @@ class DenoTransport implements Transport {
   }
 
   pause(): void {
-    this.#paused = true;
+    this.#state |= PAUSED;
   }
 
   watchBelow(bytes: number): void {
@@ -497,21 +617,20 @@ class DenoTransport implements Transport {
   }
 
   resume(): void {
-    if (!this.#paused) return;
-    this.#paused = false;
-    const wake = this.#wake;
-    this.#wake = undefined;
-    wake?.();
+    if ((this.#state & PAUSED) === 0) return;
+    this.#state &= ~PAUSED;
+    this.#read();
   }
 
   #close(error?: unknown): void {
-    if (this.#closed) return;
-    this.#closed = true;
+    if ((this.#state & CLOSED) !== 0) return;
+    this.#state |= CLOSED;
     // Queued staging buffers are not in flight: they go back.
-    for (const stage of this.#owner) if (stage !== undefined) giveStage(stage);
-    this.#queue.length = 0;
-    this.#partial.length = 0;
-    this.#owner.length = 0;
+    const owner = this.#owner;
+    if (owner !== undefined) {
+      for (const stage of owner) if (stage !== undefined) giveStage(stage);
+      this.#queue = this.#partial = this.#owner = undefined;
+    }
     this.#urgent?.clear();
     this.#stage = undefined;
     this.#buffered = 0;
@@ -520,7 +639,6 @@ class DenoTransport implements Transport {
     } catch {
       // Already closed.
     }
-    this.#wake?.();
     this.#handler.onClose(isQuiet(error) ? undefined : error);
   }
 }

@@ -16,9 +16,12 @@ import type { PerMessageDeflate } from "../protocol/extensions/permessage_deflat
 export class ServerConnection<T> extends OpenConnection<ServerWebSocket<T>>
   implements ServerWebSocketDriver, Subscriber {
   #server: ServerCore<T>;
-  /** The topics this connection is subscribed to (made at the first subscribe). */
-  #topics: Set<string> | undefined;
-  #left = false;
+  /**
+   * The topics this connection is subscribed to: none, one (most connections subscribe to one
+   * at most, and a Set costs hundreds of bytes), or a Set of them (made at the second); `null`
+   * once it has left them for good.
+   */
+  #topics: string | Set<string> | undefined | null;
 
   /**
    * Takes over a transport whose upgrade was accepted.
@@ -35,26 +38,38 @@ export class ServerConnection<T> extends OpenConnection<ServerWebSocket<T>>
   /** @internal */
   subscribe(topic: string): void {
     // Once the close is reported the connection has left its topics for good.
-    if (this.#left) return;
-    const topics = this.#topics ??= new Set();
-    if (topics.has(topic)) return;
-    topics.add(topic);
+    const topics = this.#topics;
+    if (topics === null) return;
+    if (topics === undefined) {
+      this.#topics = topic;
+    } else if (typeof topics === "string") {
+      if (topics === topic) return;
+      this.#topics = new Set([topics, topic]);
+    } else {
+      if (topics.has(topic)) return;
+      topics.add(topic);
+    }
     this.#server.topics.subscribe(topic, this);
   }
 
   /** @internal */
   unsubscribe(topic: string): void {
-    if (this.#topics?.delete(topic)) this.#server.topics.unsubscribe(topic, this);
+    const topics = this.#topics;
+    if (topics === topic) this.#topics = undefined;
+    else if (!(topics instanceof Set) || !topics.delete(topic)) return;
+    this.#server.topics.unsubscribe(topic, this);
   }
 
   /** @internal */
   isSubscribed(topic: string): boolean {
-    return this.#topics?.has(topic) ?? false;
+    const topics = this.#topics;
+    return topics === topic || (topics instanceof Set && topics.has(topic));
   }
 
   /** @internal */
   get topics(): string[] {
-    return this.#topics === undefined ? [] : [...this.#topics];
+    const topics = this.#topics;
+    return topics == null ? [] : typeof topics === "string" ? [topics] : [...topics];
   }
 
   /** @internal */
@@ -72,11 +87,11 @@ export class ServerConnection<T> extends OpenConnection<ServerWebSocket<T>>
 
   /** Leaves every topic, for good (the close is being reported): O(1) per topic. */
   leaveTopics(): void {
-    this.#left = true;
     const topics = this.#topics;
-    if (topics === undefined) return;
-    this.#topics = undefined;
+    this.#topics = null;
+    if (topics == null) return;
     const registry = this.#server.topics;
-    for (const topic of topics) registry.unsubscribe(topic, this);
+    if (typeof topics === "string") registry.unsubscribe(topics, this);
+    else for (const topic of topics) registry.unsubscribe(topic, this);
   }
 }
