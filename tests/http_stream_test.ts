@@ -81,6 +81,44 @@ test("stream: server-sent events arrive one by one, before the stream ends", asy
   });
 });
 
+test("stream: request.signal aborts when the client leaves mid-response, not after a whole one", async () => {
+  const signals = new Queue<AbortSignal>();
+  const aborted = deferred<unknown>();
+  await withServer({
+    fetch(request) {
+      const signal = request.signal;
+      signals.push(signal);
+      if (new URL(request.url).pathname === "/whole") return new Response("done");
+      // A producer that stops when the client goes, as server-sent events do with the signal.
+      signal.addEventListener("abort", () => aborted.resolve(signal.reason));
+      return new Response(
+        new ReadableStream<Uint8Array>({
+          start(controller) {
+            controller.enqueue(encoder.encode("data: hello\n\n"));
+          },
+        }),
+        { headers: { "Content-Type": "text/event-stream" } },
+      );
+    },
+  }, async ({ port }) => {
+    await withClient(port, async (client) => {
+      await client.write(httpRequest("GET", "/whole"));
+      const message = await client.head();
+      assert.equal(message.status, 200);
+      await client.write(httpRequest("GET", "/events"));
+    });
+    const whole = await signals.next("the first request's signal");
+    const events = await signals.next("the stream's signal");
+    assert.ok(whole instanceof AbortSignal);
+    const reason = await within(aborted.promise, "the abort");
+    assert.equal(events.aborted, true);
+    assert.ok(reason instanceof DOMException);
+    assert.equal((reason as DOMException).name, "AbortError");
+    assert.equal((reason as DOMException).message, "The client closed the connection");
+    assert.equal(whole.aborted, false, "a response written whole does not abort its signal");
+  });
+});
+
 test("stream: a body with its own Content-Length is sent as it comes, unchunked", async () => {
   await withServer({
     fetch() {

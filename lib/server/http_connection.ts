@@ -157,6 +157,38 @@ interface Exchange {
   failed: boolean;
   /** The response body being read, to cancel if the connection goes. */
   reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
+  /** Behind `request.signal`, made when the handler first asks for it. */
+  abort: AbortController | undefined;
+}
+
+/**
+ * The `Request` the `fetch` handler gets. Its `signal` aborts when the client leaves before
+ * the response is written whole (a stream, server-sent events, learns that nobody listens), as
+ * `Bun.serve`'s and `Deno.serve`'s do. The controller behind it is made at the first read of
+ * `signal`: most handlers never look, and one per request would cost each of them.
+ */
+class ServedRequest extends Request {
+  #exchange: Exchange;
+
+  constructor(url: string, init: RequestInit, exchange: Exchange) {
+    super(url, init);
+    this.#exchange = exchange;
+  }
+
+  override get signal(): AbortSignal {
+    const ex = this.#exchange;
+    let abort = ex.abort;
+    if (abort === undefined) {
+      abort = ex.abort = new AbortController();
+      if (ex.failed && !ex.done) abort.abort(gone());
+    }
+    return abort.signal;
+  }
+}
+
+/** The reason `request.signal` gives when the client left. */
+function gone(): DOMException {
+  return new DOMException("The client closed the connection", "AbortError");
 }
 
 /** A persistent plain HTTP connection. */
@@ -303,6 +335,7 @@ export class HttpConnection<T> implements TransportHandler {
       // Mid-response: the client is gone, as far as a stream (server-sent events) can tell.
       ex.failed = true;
       ex.reader?.cancel().catch(noop);
+      ex.abort?.abort(gone());
       this.#close();
     } else {
       // The response still goes out (a client may half-close after its request); then close.
@@ -322,6 +355,7 @@ export class HttpConnection<T> implements TransportHandler {
       this.#dropBody(ex, "the connection closed");
       // A streamed response (server-sent events) learns that nobody listens any more.
       ex.reader?.cancel().catch(noop);
+      if (!ex.done) ex.abort?.abort(gone());
     }
     this.#wakeWriter();
     this.#server.untrack(this);
@@ -501,6 +535,7 @@ export class HttpConnection<T> implements TransportHandler {
       done: false,
       failed: false,
       reader: undefined,
+      abort: undefined,
     };
     this.#exchange = ex;
     // A GET or HEAD cannot carry a body in a Request: one that came anyway is read and dropped.
@@ -665,7 +700,7 @@ export class HttpConnection<T> implements TransportHandler {
         }
         let request: Request;
         try {
-          request = new Request(href, init);
+          request = new ServedRequest(href, init, ex);
         } catch {
           // A Host the URL parser refuses.
           this.#text(ex, 400, "Bad request: invalid Host or target");
