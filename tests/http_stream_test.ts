@@ -255,6 +255,45 @@ test("stream: a slow client does not make the server read a large response ahead
   });
 });
 
+test("stream: a client that stops reading a stream is dropped after idleTimeout", async () => {
+  const piece = new Uint8Array(64 * 1024).fill(0x62);
+  const cancelled = deferred<void>();
+  let pulled = 0;
+  await withServer({
+    heartbeat: false,
+    idleTimeout: 300,
+    fetch() {
+      const body = new ReadableStream<Uint8Array>({
+        pull(controller) {
+          controller.enqueue(piece);
+          pulled += piece.length;
+        },
+        cancel() {
+          cancelled.resolve();
+        },
+      }, { highWaterMark: 0 });
+      return new Response(body);
+    },
+  }, async ({ port, server }) => {
+    const socket = net.connect({ port, host: "127.0.0.1" });
+    const closed = new Promise<void>((resolve) => socket.on("close", () => resolve()));
+    socket.on("error", () => {});
+    try {
+      await new Promise<void>((resolve) => socket.once("connect", resolve));
+      socket.pause();
+      socket.write(httpRequest("GET", "/endless"));
+      await waitFor(() => pulled > 0, "the first chunk");
+      // Nothing is read: the buffers fill, the server waits, then gives up on the client.
+      await within(cancelled.promise, "the stream's cancel", 10_000);
+      socket.resume();
+      await within(closed, "the connection's end", 10_000);
+      await waitFor(() => server.stats().httpConnections === 0, "the connection counted gone");
+    } finally {
+      socket.destroy();
+    }
+  });
+});
+
 test("stream: request.body is readable as it arrives, Content-Length or chunked", async () => {
   const got = new Queue<string>();
   await withServer({

@@ -220,6 +220,8 @@ export class HttpConnection<T> implements TransportHandler {
   #timer: ReturnType<typeof setTimeout> | undefined;
   /** Resolves the wait of a streamed response for the socket to drain. */
   #wake: (() => void) | undefined;
+  /** When that wait began (the server's clock). */
+  #waitAt = 0;
   /** Scratch for a chunked body's pieces. */
   #pieces: Uint8Array[] = [];
 
@@ -242,14 +244,24 @@ export class HttpConnection<T> implements TransportHandler {
   }
 
   /**
-   * Applies the timeouts: the keep-alive idle timeout, and `handshakeTimeout` on a request
-   * head and on a body that stopped arriving.
+   * Applies the timeouts: the keep-alive idle timeout, `handshakeTimeout` on a request head
+   * and on a body that stopped arriving, and `idleTimeout` on a streamed response the client
+   * stopped reading.
    *
    * @param now The server's clock.
    */
   sweep(now: number): void {
-    if (this.#closing) return;
     const options = this.#options;
+    if (
+      this.#wake !== undefined && options.idleTimeout !== 0 &&
+      now - this.#waitAt > options.idleTimeout
+    ) {
+      // A client that stopped reading a streamed response holds the stream and the socket's
+      // buffers: with nothing taken for idleTimeout, the connection goes (its body is cut short).
+      this.terminate();
+      return;
+    }
+    if (this.#closing) return;
     const ex = this.#exchange;
     const timeout = options.handshakeTimeout;
     if (ex === undefined) {
@@ -899,6 +911,7 @@ export class HttpConnection<T> implements TransportHandler {
   /** Waits until the socket has taken most of what is queued (or the connection is gone). */
   #drained(): Promise<void> {
     this.transport.watchBelow(WRITE_HIGH / 2);
+    this.#waitAt = this.#server.now;
     return new Promise((resolve) => this.#wake = resolve);
   }
 

@@ -598,6 +598,10 @@ export interface ServeBaseOptions<T = undefined> {
    * So with the heartbeat on, this closes only peers that neither send nor answer for this
    * long; to close connections that carry no messages whatever their pongs, time them in
    * `message`. Our own pings do not count.
+   *
+   * On a plain HTTP connection it bounds a streamed response that the client stops reading:
+   * when the socket takes nothing more for this long, the connection is dropped (the body is
+   * cut short, and the response stream is cancelled).
    * @default {120000} (as Bun's server)
    */
   idleTimeout?: number;
