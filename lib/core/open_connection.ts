@@ -29,6 +29,12 @@ const EMPTY = new Uint8Array(0);
 const HIGH_WATER_MARK = 64 * 1024;
 
 /**
+ * Bytes waiting in the transport past which a ping or pong goes ahead of them (urgent) rather
+ * than behind: more than one write's worth is a reader falling behind.
+ */
+const URGENT_ABOVE = 64 * 1024;
+
+/**
  * Frames of one connection decoded per turn of the event loop. Past them the connection stops
  * reading and decodes the rest on a later turn, so that other connections' reads, accepts and
  * handshakes interleave with a flood of small frames (100,000 pings in one burst). A turn of a
@@ -745,9 +751,11 @@ export class OpenConnection<W extends BaseWebSocket>
     if (opcode < 0x8) {
       this.#lastMessage = this.#home.now;
       if (fin) this.#messagesOut++;
-    } else if (opcode !== 0x8 && this.transport.bufferedAmount !== 0) {
+    } else if (opcode !== 0x8 && this.transport.bufferedAmount > URGENT_ABOVE) {
       // A ping or pong jumps ahead of data backed up for a slow reader (the Close frame does
-      // not: the data accepted before it must go first).
+      // not: the data accepted before it must go first). A write merely in flight (Deno's are
+      // asynchronous) is no backlog: there the frame goes in order, and a Pong is never
+      // replaced by a later one, so each Ping of a burst split across reads gets its own.
       const frame = this.protocolState.role === "client"
         ? encodeFrame(opcode, payload, { mask: (maskKeys ??= new MaskKeySource()).next() })
         : encodeFrame(opcode, payload);

@@ -17,7 +17,8 @@ import { BaseWebSocket, SendStatus } from "./websocket.ts";
 class FakeTransport implements Transport {
   readonly remoteAddress = "192.0.2.1";
   readonly remotePort = 4000;
-  readonly bufferedAmount = 0;
+  /** What the test says waits in the socket (nothing drains it here). */
+  bufferedAmount = 0;
   readonly writesLater = false;
   written: Uint8Array[] = [];
   urgent: Uint8Array[] = [];
@@ -308,6 +309,30 @@ describe("OpenConnection as a server", () => {
     assert.deepEqual(events.closes, [[1000, ""]]);
     // RFC 6455 §7.1.1: the server closes the TCP connection first.
     assert.equal(transport.ended, 1);
+  });
+
+  it("answers each ping of a burst in order behind a write in flight; only a backlog makes a pong urgent", async () => {
+    const { transport, connection } = setup("server");
+    const ping = (i: number) => encodeFrame(Opcode.Ping, text(`payload-${i}`), { mask: maskKey() });
+    // A write in flight (Deno's are asynchronous): pongs go in order, none is replaced.
+    transport.bufferedAmount = 100;
+    for (let i = 0; i < 10; i++) connection.onData(ping(i));
+    await flush();
+    assert.equal(transport.urgent.length, 0);
+    const pongs = frames(transport.bytes(), false);
+    assert.deepEqual(
+      pongs.map((frame) => [frame.opcode, new TextDecoder().decode(frame.payload)]),
+      Array.from({ length: 10 }, (_, i) => [Opcode.Pong, `payload-${i}`]),
+    );
+    // A reader falling behind (more than a write's worth waits): the pong goes ahead of it.
+    transport.bufferedAmount = 1024 * 1024;
+    connection.onData(ping(10));
+    await flush();
+    assert.equal(transport.urgent.length, 1);
+    assert.equal(
+      new TextDecoder().decode(frames(transport.urgent[0], false)[0].payload),
+      "payload-10",
+    );
   });
 
   it("fails with 1002 on an unmasked frame", () => {
