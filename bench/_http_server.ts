@@ -26,6 +26,7 @@
 import process from "node:process";
 import { option, stopOnSignal } from "./_server_cli.ts";
 import { serve } from "../mod.ts";
+import { concatBytes } from "../lib/protocol/extensions/deflate_engine.ts";
 
 /** The body every server answers with: the load checks it. */
 export const BODY = "hello";
@@ -95,18 +96,12 @@ async function floorAnswer(url: string, host: string, write: (bytes: Uint8Array)
   const response = handler(request);
   const reader = response.body!.getReader();
   const chunks: Uint8Array[] = [];
+  let total = 0;
   for (let read = await reader.read(); !read.done; read = await reader.read()) {
     chunks.push(read.value);
+    total += read.value.length;
   }
-  let body = chunks[0] ?? new Uint8Array(0);
-  if (chunks.length > 1) {
-    body = new Uint8Array(chunks.reduce((n, chunk) => n + chunk.length, 0));
-    let at = 0;
-    for (const chunk of chunks) {
-      body.set(chunk, at);
-      at += chunk.length;
-    }
-  }
+  const body = concatBytes(chunks, total);
   const head = `HTTP/1.1 ${response.status} OK\r\nContent-Length: ${body.length}\r\n` +
     `Date: ${httpDate()}\r\ncontent-type: text/plain;charset=UTF-8\r\n\r\n`;
   const bytes = new Uint8Array(head.length + body.length);
