@@ -59,8 +59,9 @@ export class UpgradeRequest extends Request {
     remote: { address: string; port: number; peerAddress?: string; secure?: boolean },
   ) {
     const url = new URL(head.target, `${remote.secure ? "https" : "http"}://${info.host}`);
-    // The header pairs as they came: the Request makes its Headers from them.
-    super(url.href, { method: head.method, headers: head.headers });
+    // The header pairs as they came: the Request makes its Headers from them. The method is
+    // GET, the Request's default (the upgrade checks refuse any other).
+    super(url.href, { headers: head.headers });
     this.#head = head;
     this.#info = info;
     this.#url = url;
