@@ -5,7 +5,7 @@
  *
  *     bun bench/e2e.ts            (or: deno run -A bench/e2e.ts)
  *         [--scenarios S1,S2,S3,S4,S5,overload,deflate] [--servers sluice-bun,bun-serve,...]
- *         [--rounds 3] [--seconds 5] [--warmup 1] [--rss-cap 2048]
+ *         [--rounds 3] [--seconds 5] [--warmup 3] [--rss-cap 2048]
  *         [--wait-quiet SECONDS] [--max-others PERCENT] [--retries 2]
  *         [--json bench/results/e2e.json] [--out-dir bench/results] [--wsload PATH]
  *         [--load PATH] [--s1-conns 100] [--s1-inflight 16] [--s1-size 32] ...
@@ -13,7 +13,7 @@
  * Scenarios (each setting is an option `--<scenario>-<setting>`, defaults shown):
  * - S1 echo: `conns` 100 × `inflight` 16 binary messages of `size` 32 B; msgs/s.
  * - S2 echo: `conns` 8 × `inflight` 1 binary messages of `size` 64 KiB; MB/s.
- * - S3 connect: `conns` 8 slots, each handshake → Close → EOF, again; connections/s.
+ * - S3 connect: `conns` 64 slots, each handshake → Close → EOF, again; connections/s.
  * - S4 idle: `conns` 10,000 open connections; the server's KiB per connection.
  * - S5 fanout: `subscribers` 1,000, messages of `size` 64 B, `window` 32; deliveries/s.
  * - overload: `subscribers` 1,000 of which `slow` 100 never read, `rate` 1,000 msg/s offered,
@@ -22,11 +22,12 @@
  *   1 to 16 KiB (bench/_json_fixtures.ts) sent pre-compressed; msgs/s and MB/s of raw bytes.
  *
  * Each run starts a fresh server (bench/echo_server.ts for sluice, bench/anchors/* for the
- * others) pinned to core 0 and the load pinned to core 1 (`taskset`, when there is taskset and
- * at least 2 cores; this process moves to core 1 too: it only waits and samples /proc). Rounds
- * are interleaved: round 1 runs every scenario's servers one after the other, then round 2…,
- * so noise on the machine falls on all servers alike. A ratio (sluice / anchor) is the median
- * over the rounds of each round's ratio, the two runs of a pair being from the same round.
+ * others; with `--wsload`, one for both loads) pinned to core 0 and the load pinned to core 1
+ * (`taskset`, when there is taskset and at least 2 cores; this process moves to core 1 too: it
+ * only waits and samples /proc). Rounds are interleaved: round 1 runs every scenario's servers
+ * one after the other, then round 2…, so noise on the machine falls on all servers alike. A
+ * ratio (sluice / anchor) is the median over the rounds of each round's ratio, the two runs of
+ * a pair being from the same round.
  *
  * What is measured, and how:
  * - The metric comes from the load's result line (its own measured window, after `--warmup`).
@@ -39,6 +40,14 @@
  *   setup and drain leave less than 1 s of it (short runs, the overload drain), the span from
  *   load start + warm-up to the result line is used instead, which holds the whole window and
  *   some setup or drain, and the run says so ("CPU≈"). wsload reads the server's CPU itself.
+ * - Server CPU per message (per connection in S3, per delivery in fan-out): the server's CPU
+ *   over the load's rate, in µs. It moves less than a rate when the machine is shared or the
+ *   load, not the server, sets the pace, and it is what a throughput target comes down to once
+ *   the server has a core to itself. Each ratio is also given by it: the anchor's µs over
+ *   sluice's, the median of the rounds' (above 1, sluice spends less per message). On loopback
+ *   the kernel's work for a packet runs on the core that sent it (in its softirq, counted to
+ *   the sending process): the server's CPU holds the delivery of what it writes, and the load's
+ *   holds both ends of each TCP handshake (in S3 much of the load's core).
  *   "Others": machine-wide busy CPU (/proc/stat) over the same span less the server's, the
  *   load's and this process's: what other processes took from the run.
  * - Peak RSS: VmRSS (/proc/PID/status) every 250 ms from the server's start to the load's end.
@@ -64,9 +73,13 @@
  * The load generator is compiled on first use into bench/load/.build/ (`cc -O2 -DHAVE_ZLIB …
  * -lz`, or without zlib if that fails; `CC` names another compiler; rebuilt when the source is
  * newer) and must pass its selftest; `--load PATH` uses another binary with the same command
- * line. The deflate scenario's messages are written there too (deflate_messages.bin). `--wsload PATH` adds, for the echo, connect, idle
- * and fanout scenarios, a run of the development tool wsload (outside the project; optional)
- * in every round, shown in its own tables as a cross-check of the load generator.
+ * line. The deflate scenario's messages are written there too (deflate_messages.bin).
+ * `--wsload PATH` adds, for the echo, connect, idle and fanout scenarios, a run of the
+ * development tool wsload (outside the project; optional) in every round, against the same
+ * server process as ours (a fresh one in S4), the two loads taking turns going first: its
+ * tables and ratios follow ours, then both instruments side by side (wsload ÷ ours per
+ * server, the median of the rounds' ratios), as a cross-check of the load generator. The
+ * verdicts and the chart are ours.
  *
  * Prints a line per run, then per scenario a table of medians and the ratios with their
  * targets; writes the runs and summaries as JSON (`--json`), and to `--out-dir` the report
@@ -154,6 +167,11 @@ interface Scenario {
   /** The metric from a load result (S4 computes it from RSS instead). */
   value(r: LoadResult): number;
   format(n: number): string;
+  /**
+   * What the server's CPU is counted per: the thing the load's `msgs_per_s` counts (a message
+   * echoed, a connection handshaken and closed, a delivery). None for S4.
+   */
+  per?: "msg" | "conn" | "delivery";
   extras: Extra[];
   targets: Target[];
   /** S3: a ratio that misses while the load, not the server, was saturated says so. */
@@ -216,6 +234,7 @@ const SCENARIOS: Record<ScenarioName, Scenario> = {
     unit: "msgs/s",
     value: msgsPerS,
     format: count,
+    per: "msg",
     extras: [p99()],
     targets: [...OWN_RUNTIME(1, 10), ...SLUICE_VS(["ws-node"], 10)],
   },
@@ -228,18 +247,23 @@ const SCENARIOS: Record<ScenarioName, Scenario> = {
     unit: "MB/s",
     value: (r) => num(r, "bytes_per_s") / 1e6,
     format: fixed(1),
+    per: "msg",
     extras: [p99()],
-    targets: SLUICE_VS(["bun-serve", "deno-upgrade"], 1),
+    targets: OWN_RUNTIME(1, 1),
   },
   S3: {
     short: "connect",
     title: (s) => `connect: ${s.conns} slots, each handshake → Close → EOF, again`,
     mode: "connect",
     servers: NATIVE_ANCHORED,
-    defaults: { conns: 8 },
+    // Fewer slots leave the server and the load waiting on each other: at 8, Bun.serve got
+    // three quarters of the connections per second it gets at 64 (with either load), and
+    // spent more CPU on each, as the load did.
+    defaults: { conns: 64 },
     unit: "conn/s",
     value: msgsPerS,
     format: count,
+    per: "conn",
     extras: [],
     targets: OWN_RUNTIME(1, 1),
     loadBoundExcuses: true,
@@ -269,6 +293,7 @@ const SCENARIOS: Record<ScenarioName, Scenario> = {
     unit: "deliveries/s",
     value: msgsPerS,
     format: count,
+    per: "delivery",
     extras: [p99()],
     targets: OWN_RUNTIME(0.7, 10),
   },
@@ -283,6 +308,7 @@ const SCENARIOS: Record<ScenarioName, Scenario> = {
     unit: "fast deliveries/s",
     value: msgsPerS,
     format: count,
+    per: "delivery",
     extras: [
       { label: "offered/s", value: (run) => num(run.result, "offered_per_s"), format: count },
       { label: "slow closed", value: (run) => num(run.result, "slow_closed"), format: count },
@@ -300,6 +326,7 @@ const SCENARIOS: Record<ScenarioName, Scenario> = {
     unit: "msgs/s",
     value: msgsPerS,
     format: count,
+    per: "msg",
     extras: [{
       label: "MB/s (raw)",
       value: (run) => num(run.result, "bytes_per_s") / 1e6,
@@ -405,6 +432,12 @@ interface Run {
   /** The load's result, as it printed it. */
   result?: LoadResult;
   serverCpu: number;
+  /**
+   * The server's CPU per message (per connection for S3, per delivery for fan-out) in µs:
+   * `serverCpu` over the load's `msgs_per_s`. Less noisy than a rate: a disturbed or an
+   * under-loaded run has a lower rate but about the same cost per message.
+   */
+  serverUs: number;
   loadCpu: number;
   /** CPU used by other processes on the machine meanwhile. */
   otherCpu: number;
@@ -492,42 +525,46 @@ function wsloadResult(line: string): LoadResult {
 }
 
 /**
- * Runs one server and one load and measures them.
+ * Starts one server and runs the loads against it one after the other, measuring each. Two
+ * loads on one server compare the instruments on the same process: a fresh server's speed
+ * varies from one process to the next (JIT, heap), which would otherwise land in the
+ * comparison.
  *
- * @returns The run; `error` set if it failed.
+ * @returns A run per load; `error` set on each that failed.
  */
 async function measure(
   round: number,
   name: ScenarioName,
   server: ServerName,
-  load: Load,
+  loads: Load[],
   cx: Context,
-): Promise<Run> {
+): Promise<Run[]> {
   const scenario = SCENARIOS[name];
   const s = cx.settings[name];
-  const run: Run = {
+  const runs: Run[] = loads.map((load) => ({
     round,
     scenario: name,
     server,
     load,
     value: NaN,
     serverCpu: NaN,
+    serverUs: NaN,
     loadCpu: NaN,
     otherCpu: NaN,
     cpuApprox: false,
     startRss: NaN,
     peakRss: NaN,
     capped: false,
-  };
+  }));
   const child = startServer(server, cx.pin ? 0 : undefined, scenario.deflate ? ["--deflate"] : []);
   let loader: Child | undefined;
   let sampler: ReturnType<typeof setInterval> | undefined;
+  let run = runs[0];
   try {
     const [, port, pidText] = (await child.line("ready", 30_000)).split(" ");
     const pid = Number(pidText);
-    run.startRss = run.peakRss = rss(pid);
     let loadPid = 0;
-    const samples: Sample[] = [];
+    let samples: Sample[] = [];
     const sample = () => {
       const now: Sample = {
         at: performance.now(),
@@ -544,52 +581,74 @@ async function measure(
         child.process.kill("SIGKILL");
       }
     };
+    run.startRss = run.peakRss = rss(pid);
     sampler = setInterval(sample, 250);
     // The server's end, as a value to race the load's lines against.
     const died = child.exited.then((code) => ({ died: code }));
-    const before = scenario.mode === "idle" ? (await sleep(1000), rss(pid)) : NaN;
-    const launched = performance.now();
-    loader = start(load, loadArgv(scenario, load, s, port, pid, cx), cx.pin ? 1 : undefined);
-    loadPid = loader.process.pid ?? 0;
-    const budget = (cx.warmup + cx.seconds + 60) * 1000;
-    if (scenario.mode === "idle" && load === "sluice_load") {
-      const opened = await Promise.race([loader.line("open", budget), died]);
-      if (typeof opened !== "string") throw new Error(serverEnd(run, opened.died, cx));
-      await sleep(2000);
-      run.idle = { before, after: rss(pid), open: Number(opened.split(" ")[1]) };
-      loader.process.stdin?.end();
+    for (const next of runs) {
+      run = next;
+      try {
+        if (child.process.exitCode !== null || child.process.signalCode !== null) {
+          throw new Error("the server exited during an earlier load");
+        }
+        const load = run.load;
+        if (Number.isNaN(run.startRss)) run.startRss = run.peakRss = rss(pid);
+        samples = [];
+        const before = scenario.mode === "idle" ? (await sleep(1000), rss(pid)) : NaN;
+        const launched = performance.now();
+        loader = start(load, loadArgv(scenario, load, s, port, pid, cx), cx.pin ? 1 : undefined);
+        loadPid = loader.process.pid ?? 0;
+        sample();
+        const budget = (cx.warmup + cx.seconds + 60) * 1000;
+        if (scenario.mode === "idle" && load === "sluice_load") {
+          const opened = await Promise.race([loader.line("open", budget), died]);
+          if (typeof opened !== "string") throw new Error(serverEnd(run, opened.died, cx));
+          await sleep(2000);
+          run.idle = { before, after: rss(pid), open: Number(opened.split(" ")[1]) };
+          loader.process.stdin?.end();
+        }
+        const line = await Promise.race([
+          loader.line(load === "wsload" ? "wsload" : "result", budget),
+          died,
+        ]);
+        if (typeof line !== "string") throw new Error(serverEnd(run, line.died, cx));
+        const ended = performance.now();
+        sample();
+        run.result = load === "wsload"
+          ? wsloadResult(line)
+          : JSON.parse(line.slice("result ".length)) as LoadResult;
+        run.loadCpu = num(run.result, "client_cpu_pct");
+        if (scenario.mode === "idle") {
+          run.idle ??= {
+            before: num(run.result, "server_rss_before_kb"),
+            after: num(run.result, "server_rss_after_kb"),
+            open: num(run.result, "open"),
+          };
+          run.value = (run.idle.after - run.idle.before) / run.idle.open;
+        } else {
+          run.value = scenario.value(run.result);
+          measureCpu(run, samples, launched, ended, cx);
+          // % of a core is 1e4 µs per second.
+          run.serverUs = (run.serverCpu * 1e4) / num(run.result, "msgs_per_s");
+        }
+        run.error = verdictOf(run, scenario, cx);
+      } catch (error) {
+        run.error = error instanceof Error ? error.message : String(error);
+      } finally {
+        if (loader !== undefined) await stopChild(loader);
+        loader = undefined;
+        loadPid = 0;
+      }
     }
-    const line = await Promise.race([
-      loader.line(load === "wsload" ? "wsload" : "result", budget),
-      died,
-    ]);
-    if (typeof line !== "string") throw new Error(serverEnd(run, line.died, cx));
-    const ended = performance.now();
-    sample();
-    run.result = load === "wsload"
-      ? wsloadResult(line)
-      : JSON.parse(line.slice("result ".length)) as LoadResult;
-    run.loadCpu = num(run.result, "client_cpu_pct");
-    if (scenario.mode === "idle") {
-      run.idle ??= {
-        before: num(run.result, "server_rss_before_kb"),
-        after: num(run.result, "server_rss_after_kb"),
-        open: num(run.result, "open"),
-      };
-      run.value = (run.idle.after - run.idle.before) / run.idle.open;
-    } else {
-      run.value = scenario.value(run.result);
-      measureCpu(run, samples, launched, ended, cx);
-    }
-    run.error = verdictOf(run, scenario, cx);
   } catch (error) {
-    run.error = error instanceof Error ? error.message : String(error);
+    // The server never got ready: every run fails with it.
+    for (const r of runs) r.error ??= error instanceof Error ? error.message : String(error);
   } finally {
     if (sampler !== undefined) clearInterval(sampler);
     if (loader !== undefined) await stopChild(loader);
     await stopChild(child);
   }
-  return run;
+  return runs;
 }
 
 /** Why the server is gone, as an error for the run. */
@@ -671,6 +730,8 @@ interface Summary {
   min: number;
   max: number;
   serverCpu: number;
+  /** Median of the runs' server CPU per message (per connection, per delivery) in µs. */
+  serverUs: number;
   loadCpu: number;
   /** CPU that other processes took meanwhile: a disturbed run shows here. */
   otherCpu: number;
@@ -703,6 +764,7 @@ function summarize(runs: Run[], scenario: ScenarioName, server: ServerName, load
     min: values.length > 0 ? Math.min(...values) : NaN,
     max: values.length > 0 ? Math.max(...values) : NaN,
     serverCpu,
+    serverUs: medianOf(ok.map((r) => r.serverUs)),
     loadCpu,
     otherCpu: medianOf(ok.map((r) => r.otherCpu)),
     peakRss: medianOf(mine.map((r) => r.peakRss)),
@@ -715,10 +777,17 @@ type Verdict = "met" | "NOT met" | "load-bound" | "not run";
 
 interface Ratio {
   scenario: ScenarioName;
+  /** The load whose runs it is computed from (wsload's: the cross-check). */
+  load: Load;
   label: string;
   target: Target;
   /** Median over the rounds of each round's ratio. */
   value: number;
+  /**
+   * The same by CPU: median over the rounds of the anchor's server µs per message (the leanest
+   * anchor's) over sluice's. Above 1, sluice spends less per message. NaN for S4.
+   */
+  cpu: number;
   /** Rounds with both sides measured. */
   rounds: number;
   verdict: Verdict;
@@ -745,41 +814,63 @@ function ratioOf(
   t: Target,
   servers: ServerName[],
   summaries: Summary[],
+  load: Load,
 ): Ratio {
   const label = ratioLabel(t);
   if (![t.a, ...t.b].every((x) => servers.includes(x))) {
-    return { scenario: name, label, target: t, value: NaN, rounds: 0, verdict: "not run" };
+    return {
+      scenario: name,
+      load,
+      label,
+      target: t,
+      value: NaN,
+      cpu: NaN,
+      rounds: 0,
+      verdict: "not run",
+    };
   }
   const lower = SCENARIOS[name].lower === true;
   const ratios: number[] = [];
+  const cpus: number[] = [];
   for (const round of new Set(runs.map((r) => r.round))) {
-    const value = (server: ServerName) =>
+    const runOf = (server: ServerName) =>
       runs.find((r) =>
-        r.round === round && r.scenario === name && r.server === server &&
-        r.load === "sluice_load" && r.error === undefined
-      )?.value ?? NaN;
+        r.round === round && r.scenario === name && r.server === server && r.load === load &&
+        r.error === undefined
+      );
+    const value = (server: ServerName) => runOf(server)?.value ?? NaN;
     const anchors = t.b.map(value);
     // The best anchor of the round: the fastest, or for memory the leanest.
     const best = lower ? Math.min(...anchors) : Math.max(...anchors);
     const ratio = value(t.a) / best;
     // An anchor at 0 (collapsed under overload) gives ∞, which counts; 0 / 0 does not.
     if (!Number.isNaN(ratio)) ratios.push(ratio);
+    const cost = (server: ServerName) => runOf(server)?.serverUs ?? NaN;
+    const cpu = Math.min(...t.b.map(cost)) / cost(t.a);
+    if (Number.isFinite(cpu)) cpus.push(cpu);
   }
   const value = ratios.length > 0 ? median(ratios) : NaN;
   const met = t.most ? value <= t.at : value >= t.at;
-  const mine = summaries.find((x) => x.server === t.a && x.load === "sluice_load");
+  const mine = summaries.find((x) => x.server === t.a && x.load === load);
   const verdict: Verdict = met
     ? "met"
     : SCENARIOS[name].loadBoundExcuses && mine?.loadBound
     ? "load-bound"
     : "NOT met";
-  return { scenario: name, label, target: t, value, rounds: ratios.length, verdict };
+  const cpu = cpus.length > 0 ? median(cpus) : NaN;
+  return { scenario: name, load, label, target: t, value, cpu, rounds: ratios.length, verdict };
 }
 
 // ---------------------------------------------------------------- reports
 
 function percent(n: number): string {
   return Number.isFinite(n) ? `${n.toFixed(0)} %` : "–";
+}
+
+function micros(n: number): string {
+  return Number.isFinite(n)
+    ? `${n < 10 ? n.toFixed(2) : n < 100 ? n.toFixed(1) : n.toFixed(0)} µs`
+    : "–";
 }
 
 /** A run on one line. */
@@ -792,8 +883,9 @@ function describe(run: Run): string {
     ? run.idle !== undefined
       ? `(${run.idle.open} open, RSS ${mib(run.idle.before)} → ${mib(run.idle.after)})`
       : ""
-    : `server CPU${run.cpuApprox ? "≈" : ""} ${percent(run.serverCpu)}, load CPU ` +
-      `${percent(run.loadCpu)}, peak RSS ${mib(run.peakRss)}, others ${percent(run.otherCpu)}` +
+    : `server CPU${run.cpuApprox ? "≈" : ""} ${percent(run.serverCpu)} = ` +
+      `${micros(run.serverUs)}/${scenario.per}, load CPU ${percent(run.loadCpu)}, peak RSS ` +
+      `${mib(run.peakRss)}, others ${percent(run.otherCpu)}` +
       (scenario.extras.length > 0
         ? `, ${scenario.extras.map((x) => `${x.label} ${x.format(x.value(run))}`).join(", ")}`
         : "");
@@ -824,7 +916,7 @@ function scenarioMarkdown(
     "server",
     `${scenario.unit} (median of ${rounds})`,
     "min–max",
-    ...(idle ? [] : ["server CPU", "load CPU", "others"]),
+    ...(idle ? [] : ["server CPU", `server µs/${scenario.per}`, "load CPU", "others"]),
     "peak RSS",
     ...scenario.extras.map((x) => x.label),
     "notes",
@@ -844,7 +936,12 @@ function scenarioMarkdown(
           x.server,
           scenario.format(x.value),
           Number.isFinite(x.min) ? `${scenario.format(x.min)}–${scenario.format(x.max)}` : "–",
-          ...(idle ? [] : [percent(x.serverCpu), percent(x.loadCpu), percent(x.otherCpu)]),
+          ...(idle ? [] : [
+            percent(x.serverCpu),
+            micros(x.serverUs),
+            percent(x.loadCpu),
+            percent(x.otherCpu),
+          ]),
           mib(x.peakRss),
           ...scenario.extras.map((e, i) => e.format(x.extras[i])),
           notes,
@@ -852,19 +949,87 @@ function scenarioMarkdown(
       } |`,
     );
   }
-  if (load === "sluice_load") {
-    const mine = ratios.filter((r) => r.scenario === name);
-    if (mine.length > 0) {
-      out.push("", "| ratio | target | median of the rounds' ratios | verdict |");
-      out.push("| --- | --: | --: | --- |");
-      for (const r of mine) {
-        const verdict = r.verdict === "load-bound"
-          ? "load-bound: the load used ≥ 90 % of its core, the server < 90 % of its own"
-          : r.verdict;
-        out.push(
-          `| ${r.label} | ${targetText(r.target)} | ${times(r.value)} | ${verdict} |`,
-        );
-      }
+  const mine = ratios.filter((r) => r.scenario === name && r.load === load);
+  if (mine.length > 0) {
+    out.push(
+      "",
+      "| ratio | target | median of the rounds' ratios | by server CPU per " +
+        `${scenario.per ?? "run"} (anchor ÷ sluice) | verdict |`,
+    );
+    out.push("| --- | --: | --: | --: | --- |");
+    for (const r of mine) {
+      const verdict = r.verdict === "load-bound"
+        ? "load-bound: the load used ≥ 90 % of its core, the server < 90 % of its own"
+        : r.verdict;
+      out.push(
+        `| ${r.label} | ${targetText(r.target)} | ${times(r.value)} | ${times(r.cpu)} | ` +
+          `${verdict} |`,
+      );
+    }
+  }
+  return out.join("\n");
+}
+
+/**
+ * With `--wsload`: a scenario's two instruments side by side. Per server the metric and the
+ * server's CPU per message by each load, and wsload's over ours (the median of the rounds'
+ * ratios: the two runs of a round are back to back); then each target's ratio by each.
+ */
+function instrumentsMarkdown(
+  name: ScenarioName,
+  runs: Run[],
+  summaries: Summary[],
+  ratios: Ratio[],
+): string {
+  const scenario = SCENARIOS[name];
+  const per = scenario.per ?? "run";
+  const out = [
+    `### ${name}: the two instruments side by side`,
+    "",
+    `| server | ${scenario.unit}, sluice_load | ${scenario.unit}, wsload | wsload ÷ sluice_load | ` +
+    `server µs/${per}, sluice_load | server µs/${per}, wsload |`,
+    "| --- | --: | --: | --: | --: | --: |",
+  ];
+  const mine = summaries.filter((x) => x.scenario === name);
+  for (const ours of mine.filter((x) => x.load === "sluice_load")) {
+    const theirs = mine.find((x) => x.load === "wsload" && x.server === ours.server);
+    const pairs: number[] = [];
+    for (const round of new Set(runs.map((r) => r.round))) {
+      const value = (load: Load) =>
+        runs.find((r) =>
+          r.round === round && r.scenario === name && r.server === ours.server &&
+          r.load === load && r.error === undefined
+        )?.value ?? NaN;
+      const ratio = value("wsload") / value("sluice_load");
+      if (Number.isFinite(ratio)) pairs.push(ratio);
+    }
+    out.push(
+      `| ${ours.server} | ${scenario.format(ours.value)} | ${
+        scenario.format(theirs?.value ?? NaN)
+      } | ` +
+        `${times(pairs.length > 0 ? median(pairs) : NaN)} | ${micros(ours.serverUs)} | ` +
+        `${micros(theirs?.serverUs ?? NaN)} |`,
+    );
+  }
+  const targets = ratios.filter((r) =>
+    r.scenario === name && r.load === "sluice_load" && r.verdict !== "not run"
+  );
+  if (targets.length > 0) {
+    out.push(
+      "",
+      "| ratio | target | sluice_load | wsload | by CPU, sluice_load | by CPU, wsload |",
+      "| --- | --: | --: | --: | --: | --: |",
+    );
+    for (const r of targets) {
+      const w = ratios.find((q) =>
+        q.scenario === name && q.load === "wsload" && q.label === r.label
+      );
+      out.push(
+        `| ${r.label} | ${targetText(r.target)} | ${times(r.value)} | ${
+          times(w?.value ?? NaN)
+        } | ` +
+          `${times(r.cpu)} | ${times(w?.cpu ?? NaN)} |`,
+      );
     }
   }
   return out.join("\n");
@@ -1020,7 +1185,10 @@ async function main(): Promise<void> {
   const serverFilter = list("servers", Object.keys(SERVERS) as ServerName[]);
   const rounds = Number(option("rounds", "3"));
   const seconds = Number(option("seconds", "5"));
-  const warmup = Number(option("warmup", "1"));
+  // A fresh server in JavaScript (sluice) reaches its pace after 2–3 s of traffic (JIT tiers,
+  // heap sizing); the runtimes' native servers need no such time. A shorter warm-up measures
+  // sluice colder than the anchors it is compared with.
+  const warmup = Number(option("warmup", "3"));
   const quietly = quietOptions();
   const outDir = option("out-dir", `${ROOT}bench/results`);
   const json = option("json", `${outDir}/e2e.json`);
@@ -1071,15 +1239,25 @@ async function main(): Promise<void> {
   for (let round = 1; round <= rounds; round++) {
     console.log(`\nround ${round}`);
     for (const { name, servers, loads } of plan) {
+      // S4 measures RSS from a server's start: each load gets a fresh server there.
+      const groups = SCENARIOS[name].mode === "idle" ? loads.map((l) => [l]) : [loads];
       for (const server of servers) {
-        for (const load of loads) {
-          const run = await leastDisturbed(
-            () => measure(round, name, server, load, cx),
-            `${name.padEnd(8)} ${server}${load === "wsload" ? " (wsload)" : ""}:`,
+        for (const group of groups) {
+          // Two loads on one server take turns going first, so neither always meets the
+          // warmer server.
+          const order = round % 2 === 0 ? [...group].reverse() : group;
+          const attempt = await leastDisturbed(
+            async () => {
+              const these = await measure(round, name, server, order, cx);
+              return { these, otherCpu: Math.max(...these.map((r) => r.otherCpu)) };
+            },
+            `${name.padEnd(8)} ${server}${group.length > 1 ? " (both loads)" : ""}:`,
             quietly,
           );
-          runs.push(run);
-          console.log(describe(run));
+          for (const run of attempt.these) {
+            runs.push(run);
+            console.log(describe(run));
+          }
         }
       }
     }
@@ -1089,19 +1267,18 @@ async function main(): Promise<void> {
   const ratios: Ratio[] = [];
   const sections: string[] = [];
   for (const { name, servers, loads } of plan) {
-    const own = servers.map((server) => summarize(runs, name, server, "sluice_load"));
-    summaries.push(...own);
-    ratios.push(
-      ...SCENARIOS[name].targets.map((t) => ratioOf(runs, name, t, servers, own)),
-    );
     for (const load of loads) {
-      const these = load === "sluice_load"
-        ? own
-        : servers.map((server) => summarize(runs, name, server, load));
-      if (load === "wsload") summaries.push(...these);
+      const these = servers.map((server) => summarize(runs, name, server, load));
+      summaries.push(...these);
+      ratios.push(
+        ...SCENARIOS[name].targets.map((t) => ratioOf(runs, name, t, servers, these, load)),
+      );
       sections.push(scenarioMarkdown(name, load, these, ratios, settings[name], rounds));
     }
+    if (loads.length > 1) sections.push(instrumentsMarkdown(name, runs, summaries, ratios));
   }
+  // The verdicts and the chart are the project's own load's; wsload's ratios cross-check them.
+  const verdicts = ratios.filter((r) => r.load === "sluice_load");
   const failures = runs.filter(failed);
   console.log(`\n${sections.join("\n\n")}`);
   if (failures.length > 0) {
@@ -1111,14 +1288,14 @@ async function main(): Promise<void> {
 
   mkdirSync(outDir, { recursive: true });
   const info = machine(built.zlib);
-  const notMet = ratios.filter((r) => r.verdict === "NOT met").length;
+  const notMet = verdicts.filter((r) => r.verdict === "NOT met").length;
   const report = [
     "# sluice: end-to-end benchmark",
     "",
     `![ratios](e2e.svg)`,
     "",
-    `${ratios.filter((r) => r.verdict === "met").length} of ${
-      ratios.filter((r) => r.verdict !== "not run").length
+    `${verdicts.filter((r) => r.verdict === "met").length} of ${
+      verdicts.filter((r) => r.verdict !== "not run").length
     } targets met` + (notMet > 0 ? `, ${notMet} NOT met` : "") +
     (failures.length > 0 ? `; ${failures.length} run(s) FAILED` : "") + ".",
     "",
@@ -1152,7 +1329,7 @@ async function main(): Promise<void> {
     "",
   ].join("\n");
   writeFileSync(`${outDir}/e2e.md`, report);
-  writeFileSync(`${outDir}/e2e.svg`, chartSvg(ratios, rounds));
+  writeFileSync(`${outDir}/e2e.svg`, chartSvg(verdicts, rounds));
   writeFileSync(
     json,
     JSON.stringify(

@@ -53,7 +53,8 @@
  *       be seen without reading (its FIN waits behind the data it did not read), so after the
  *       drain the slow subscribers still open are read for up to 1 s.
  *
- * Common: -d SECONDS measured (5), -w SECONDS warm-up (1) once every connection is open.
+ * Common: -d SECONDS measured (5), -w SECONDS warm-up (1) once every connection is open; -v
+ * prints a progress line (the last second's rate) to stderr every second.
  * After the window sending stops, what is in flight gets up to 2 s (missing echoes or
  * deliveries are errors; in overload they are fast_undelivered), then every socket is closed
  * with a RST (SO_LINGER 0: nothing left in TIME_WAIT) and one line goes to stdout:
@@ -382,6 +383,7 @@ static struct {
   char hostport[300];
   char path[1024];
   bool spread; /* connect mode: spread source addresses over 127.0.0.2..255 */
+  bool verbose; /* -v: a progress line on stderr every second */
 } cfg;
 
 /* One connection. What every message touches comes first (two cache lines). */
@@ -1933,6 +1935,25 @@ static void post_round(void) {
   }
 }
 
+/* -v: once a second, what the last second brought (to watch a server warm up). */
+static uint64_t next_progress, progress_at;
+static Ctr progress_last;
+static void progress(void) {
+  if (!cfg.verbose || now < next_progress) return;
+  if (next_progress) {
+    double s = (double)(now - progress_at) / 1e9;
+    uint64_t n = cfg.mode == M_CONNECT ? C.handshakes - progress_last.handshakes
+                                       : C.msgs - progress_last.msgs;
+    static const char *const PHASES[] = {"open", "pub", "warm", "window", "drain", "probe",
+                                         "hold", "done"};
+    fprintf(stderr, "sluice_load: progress phase=%s open=%d per_s=%.0f\n", PHASES[phase],
+            n_open, (double)n / s);
+  }
+  progress_last = C;
+  progress_at = now;
+  next_progress = now + NS_PER_S;
+}
+
 static int next_timeout_ms(void) {
   uint64_t next = now + 100 * NS_PER_MS;
   if (phase == PH_OPEN && pub_start_at && pub_start_at < next) next = pub_start_at;
@@ -2096,7 +2117,7 @@ static void usage(const char *msg) {
           "  idle     -c N [-d SECONDS]   (holds until stdin ends, or -d)\n"
           "  fanout   -c N -P W -s BYTES [--pub-path /pub]\n"
           "  overload -c N --slow K -r RATE -s BYTES [--pub-path /pub]\n"
-          "  common: -d SECONDS measured [5], -w SECONDS warm-up [1]\n"
+          "  common: -d SECONDS measured [5], -w SECONDS warm-up [1], -v progress each second\n"
           "  sluice_load selftest\n");
   exit(2);
 }
@@ -2242,6 +2263,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "-r")) cfg.rate = num_arg(a, v, 0, 1e9), i++;
     else if (!strcmp(a, "--slow")) cfg.slow = (int)num_arg(a, v, 0, 1000000), i++;
     else if (!strcmp(a, "--text")) cfg.text = true;
+    else if (!strcmp(a, "-v")) cfg.verbose = true;
     else if (!strcmp(a, "--deflate")) {
       if (!v) usage("--deflate needs a FILE");
       cfg.deflate_file = v;
@@ -2402,6 +2424,7 @@ int main(int argc, char **argv) {
     }
     now = clock_ns();
     post_round();
+    progress();
   }
   finish();
   return errors ? 1 : 0;
