@@ -35,14 +35,14 @@
  *
  * CPU comes from /proc, sampled every 100 ms: the server's (/proc/PID/stat), the load's, this
  * process's and the machine's (/proc/stat). The load measures a window of `--seconds` after
- * `--warmup`; it does not say when the window began, but prints its result as soon as what
- * was in flight at its end has arrived (milliseconds) and its sockets are closed (a RST each),
- * so the CPU is taken from the samples within [result − seconds + 0.25 s, result − 0.25 s],
- * which lies inside the window. "Others": the machine's
- * busy time over the same span less the server's, the load's and this process's, in % of one
- * core: what other processes took from the run (for idle, from the load's start to the RSS
- * reading). `--wait-quiet`, `--max-others` and `--retries` wait for a quiet machine and repeat
- * disturbed runs, keeping the least disturbed (bench/_proc.ts's leastDisturbed). A run is
+ * `--warmup`; it does not say when the window began, but prints its result as soon as what was
+ * in flight at its end has arrived (milliseconds) and its sockets are closed (a RST each), so
+ * the CPU is taken from the samples within [result − seconds + 0.25 s, result − 0.25 s], which
+ * lies inside the window. "Others": the machine's busy time over the same span less the
+ * server's, the load's and this process's, in % of one core: what other processes took from the
+ * run (for idle, from the load's start to the RSS reading). `--wait-quiet`, `--max-others` and
+ * `--retries` wait for a quiet machine and repeat disturbed runs (not idle ones: memory is not
+ * CPU time), keeping the least disturbed (bench/_proc.ts's leastDisturbed). A run is
  * "load-bound" when the load used ≥ 90 % of its core and the server < 90 % of its own.
  *
  * A run whose load counts errors, whose server dies, or that opens fewer connections than
@@ -54,7 +54,7 @@
  */
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { loadavg, tmpdir } from "node:os";
 import process from "node:process";
 import {
   canPin,
@@ -106,8 +106,10 @@ const FANOUT_SIZE = 64;
 
 /**
  * Connections × messages in flight for an echo of `size` bytes: small messages need many in
- * flight for the server's per-message cost to dominate (as e2e's S1, 100 × 16); large ones few,
- * so that bytes, not connections, are what grows (as e2e's S2, 8 × 1 for 64 KiB).
+ * flight for their per-message cost to keep the server busy (100 × 16, as e2e's S1), large ones
+ * few, their bytes do (8 × 1 at 64 KiB in e2e's S2; 8 × 2 here leaves the server no gap between
+ * a connection's turns). No more than that, so that the server's queues stay short and the load,
+ * which checks every echo, stays below its core.
  */
 function echoShape(size: number): { conns: number; inflight: number } {
   if (size <= 1024) return { conns: 100, inflight: 16 };
@@ -119,25 +121,25 @@ function echoShape(size: number): { conns: number; inflight: number } {
 /**
  * Messages the publisher may have out (not yet delivered to every subscriber): the same at
  * every point, so that each subscriber's share of a turn of the server's loop (how many frames
- * one write to it carries) stays the same and only the number of subscribers grows. 128 keeps
- * sluice's server busy from 10 subscribers on, and 10,000 × 128 frames of 66 B (84 MB) stays
- * well within its default `maxTotalBackpressure` (256 MiB), past which it would drop messages.
- * `--window` sets another.
+ * one write to it carries) stays the same and only the number of subscribers grows. 128 is
+ * enough to keep the server busy with few subscribers, and 10,000 × 128 frames of 66 B (84 MB)
+ * stays well within sluice's default `maxTotalBackpressure` (256 MiB), past which it would drop
+ * messages. `--window` sets another.
  */
 function fanoutWindow(): number {
   return Number(option("window", "128"));
 }
 
 /**
- * Points an anchor is not run at, and why: Deno.upgradeWebSocket delivers about 0.1 M messages
- * a second to many subscribers, so 10,000 subscribers × a window of 128 messages take it far
- * longer than the 2 s the load allows, after its window, for what is in flight to arrive.
+ * Points an anchor is not run at, and why: Deno.upgradeWebSocket delivers to many subscribers
+ * so slowly that 10,000 subscribers × a window of 128 messages cannot arrive within the 2 s the
+ * load allows, after its window, for what is in flight (the run fails so).
  */
 const ANCHOR_LIMITS: Partial<Record<ServerName, { sweep: Sweep; above: number; why: string }>> = {
   "deno-upgrade": {
     sweep: "fanout",
     above: 1000,
-    why: "at about 0.1 M deliveries/s it cannot deliver what is in flight within the load's 2 s",
+    why: "it cannot deliver what is in flight within the 2 s the load allows after its window",
   },
 };
 
@@ -611,11 +613,15 @@ async function main(): Promise<void> {
   if (!(Number.isInteger(rounds) && rounds >= 1 && seconds >= 1 && warmup >= 0)) {
     throw new RangeError("--rounds and --seconds must be at least 1, --warmup at least 0");
   }
+  if (!(Number.isInteger(fanoutWindow()) && fanoutWindow() >= 1)) {
+    throw new RangeError("--window must be a whole number from 1");
+  }
   const points = {} as Record<Sweep, number[]>;
   for (const sweep of SWEEPS) points[sweep] = numbers(POINT_OPTION[sweep], DEFAULT_POINTS[sweep]);
   const quietly = quietOptions();
   const json = option("json", `${ROOT}bench/results/scaling.json`);
   const md = option("md", `${ROOT}bench/results/scaling.md`);
+  const loadAtStart = loadavg().map((n) => n.toFixed(2)).join(", ");
   const limit = raiseOpenFiles();
   const capacity = Math.min(limit.soft, limit.hard) - FD_MARGIN;
   // A point beyond what one process may hold is reported as not run; the largest whole
@@ -642,7 +648,8 @@ async function main(): Promise<void> {
           const run = await leastDisturbed(
             () => measure(round, sweep, point, server, cx),
             `${sweep} ${pointText(sweep, point)} ${server}:`,
-            quietly,
+            // Memory is not CPU time: an idle point is not repeated for what others used.
+            sweep === "idle" ? { ...quietly, maxOthers: Infinity } : quietly,
           );
           runs.push(run);
           console.log(describe(run));
@@ -674,6 +681,13 @@ async function main(): Promise<void> {
   }
 
   const info: Record<string, string> = { ...machineInfo("bench/scaling.ts"), load: cx.load };
+  const busy = runs.filter((r) => r.sweep !== "idle" && Number.isFinite(r.otherCpu))
+    .map((r) => r.otherCpu);
+  const disturbance = busy.length === 0 ? "" : `During the echo and fan-out runs others used ` +
+    `${percent(median(busy))} of a core (median), at most ${percent(Math.max(...busy))}; ` +
+    `load average at the start ${loadAtStart}, at the end ${
+      loadavg().map((n) => n.toFixed(2)).join(", ")
+    }.`;
   const settings = {
     rounds,
     seconds,
@@ -701,7 +715,9 @@ async function main(): Promise<void> {
     "core, and per message: per echo (one message in, one out) or per delivery. MB/s: echoed " +
     'payload, each way. "load CPU" and "others" list the runtime\'s servers in column order; ' +
     '"others" is the CPU other processes on the (shared) machine used meanwhile, in % of one ' +
-    'core; "load-bound": the load used ≥ 90 % of its core and the server < 90 % of its own. ' +
+    'core; "load-bound": the load used ≥ 90 % of its core and the server < 90 % of its own; ' +
+    "where neither is near 100 %, the closed loop (in flight, window) held the throughput back, " +
+    "and the CPU per message is still what each one cost. " +
     "Idle: VmRSS 1 s after the server started and 2 s after the last connection opened, " +
     "divided by the connections; the load spreads its source addresses over 127.0.0.2–255." +
     (added !== undefined && sweeps.includes("idle")
@@ -710,6 +726,7 @@ async function main(): Promise<void> {
         "the largest whole thousand that fits, was measured as well."
       : ""),
     "",
+    ...(disturbance !== "" ? [disturbance, ""] : []),
     sections.join("\n\n"),
     ...(failures.length > 0
       ? [
