@@ -234,6 +234,8 @@ interface Run {
   kibPerConn: number;
   peakRss: number;
   result?: LoadResult;
+  /** Runs made for it: more than 1 when others disturbed it (`--max-others`). */
+  attempts?: number;
   /** Why the run could not be made on this machine (not a failure). */
   skipped?: string;
   /** Why the run failed. */
@@ -645,12 +647,14 @@ async function main(): Promise<void> {
     for (const sweep of sweeps) {
       for (const point of points[sweep]) {
         for (const server of servers) {
+          let attempts = 0;
           const run = await leastDisturbed(
-            () => measure(round, sweep, point, server, cx),
+            () => (attempts++, measure(round, sweep, point, server, cx)),
             `${sweep} ${pointText(sweep, point)} ${server}:`,
             // Memory is not CPU time: an idle point is not repeated for what others used.
             sweep === "idle" ? { ...quietly, maxOthers: Infinity } : quietly,
           );
+          run.attempts = attempts;
           runs.push(run);
           console.log(describe(run));
         }
@@ -683,8 +687,14 @@ async function main(): Promise<void> {
   const info: Record<string, string> = { ...machineInfo("bench/scaling.ts"), load: cx.load };
   const busy = runs.filter((r) => r.sweep !== "idle" && Number.isFinite(r.otherCpu))
     .map((r) => r.otherCpu);
+  const repeated = runs.filter((r) => (r.attempts ?? 1) > 1).length;
   const disturbance = busy.length === 0 ? "" : `During the echo and fan-out runs others used ` +
-    `${percent(median(busy))} of a core (median), at most ${percent(Math.max(...busy))}; ` +
+    `${percent(median(busy))} of a core (median), at most ${percent(Math.max(...busy))}` +
+    (repeated > 0
+      ? ` (${repeated} of ${runs.length} runs were repeated because others used more than ` +
+        `${quietly.maxOthers} % of a core; the least disturbed attempt is shown)`
+      : "") +
+    "; " +
     `load average at the start ${loadAtStart}, at the end ${
       loadavg().map((n) => n.toFixed(2)).join(", ")
     }.`;
