@@ -8,7 +8,7 @@
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
-import { availableParallelism } from "node:os";
+import { availableParallelism, release } from "node:os";
 import process from "node:process";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
@@ -373,4 +373,33 @@ export async function runHarness(script: string, main: () => Promise<void>): Pro
 export function writeResults(path: string, results: unknown): void {
   writeFileSync(path, `${JSON.stringify(results, null, 2)}\n`);
   console.log(`\nwrote ${path}`);
+}
+
+/**
+ * The machine and the software a harness ran on, for its report: CPU, cores, memory, kernel,
+ * the runtimes' versions, the date and the command line.
+ *
+ * @param script The harness's path, for the command line (`bench/scaling.ts`).
+ * @returns The facts by name.
+ */
+export function machineInfo(script: string): Record<string, string> {
+  const first = (argv: string[]) => {
+    const out = spawnSync(argv[0], argv.slice(1), { encoding: "utf8" });
+    return out.status === 0 ? out.stdout.split("\n")[0].trim() : "?";
+  };
+  const kib = Number(/^MemTotal:\s+(\d+)/m.exec(readFileSync("/proc/meminfo", "utf8"))?.[1]);
+  return {
+    cpu: /^model name\s*:\s*(.*)$/m.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1] ?? "?",
+    cores: String(availableParallelism()),
+    memory: `${(kib / 1048576).toFixed(1)} GiB`,
+    kernel: release(),
+    deno: first([executable("deno"), "--version"]),
+    bun: first([executable("bun"), "--version"]),
+    node: first([executable("node"), "--version"]),
+    cc: first([process.env.CC ?? "cc", "--version"]),
+    date: new Date().toISOString(),
+    command: `${"Bun" in globalThis ? "bun" : "deno run -A"} ${script} ${
+      process.argv.slice(2).join(" ")
+    }`.trim(),
+  };
 }

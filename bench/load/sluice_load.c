@@ -36,7 +36,9 @@
  *       Opens N connections (200 handshakes at a time), prints `open N` (the number opened),
  *       sends nothing until stdin ends (or -d seconds, or SIGINT/SIGTERM), closes them.
  *       Latency = handshake time. If stdin cannot be polled (a file, /dev/null), it counts as
- *       ended unless -d is given.
+ *       ended unless -d is given. --spread: source addresses spread over 127.0.0.2..255, as
+ *       connect mode does (one address has only ~28k ephemeral ports; with --spread N can
+ *       pass that, RLIMIT_NOFILE allowing).
  *   fanout -c N -P W -s S [--pub-path /pub]
  *       N subscribers on PATH, then one publisher on the pub path, at most W messages not yet
  *       received by every subscriber. Binary messages: u32 LE sequence number, then (S >= 12)
@@ -2114,7 +2116,7 @@ static void usage(const char *msg) {
           "usage: sluice_load MODE [options] ws://127.0.0.1:PORT/PATH\n"
           "  echo     -c N -P K -s BYTES [--text] [--deflate FILE]\n"
           "  connect  -c N\n"
-          "  idle     -c N [-d SECONDS]   (holds until stdin ends, or -d)\n"
+          "  idle     -c N [-d SECONDS] [--spread]   (holds until stdin ends, or -d)\n"
           "  fanout   -c N -P W -s BYTES [--pub-path /pub]\n"
           "  overload -c N --slow K -r RATE -s BYTES [--pub-path /pub]\n"
           "  common: -d SECONDS measured [5], -w SECONDS warm-up [1], -v progress each second\n"
@@ -2275,6 +2277,8 @@ int main(int argc, char **argv) {
     } else if (!strcmp(a, "--max-pending")) {
       num_arg(a, v, 0, 1e12); /* accepted, not needed: the loops are closed */
       i++;
+    } else if (!strcmp(a, "--spread")) {
+      cfg.spread = true;
     } else if (!strncmp(a, "ws://", 5) || !strncmp(a, "wss://", 6)) {
       url = a;
     } else {
@@ -2390,8 +2394,11 @@ int main(int argc, char **argv) {
       }
     }
   }
-  /* connect mode spreads source addresses (see the note above slot_start) */
-  cfg.spread = mode == M_CONNECT && cfg.family == AF_INET;
+  /* connect mode spreads source addresses (see the note above slot_start), idle mode on
+   * --spread (to hold more connections than one source address has ports) */
+  if (cfg.spread && (mode != M_IDLE || cfg.family != AF_INET))
+    usage("--spread is an idle option, for an IPv4 target");
+  cfg.spread = (cfg.spread || mode == M_CONNECT) && cfg.family == AF_INET;
 
   ep = epoll_create1(EPOLL_CLOEXEC);
   if (ep < 0) {
