@@ -9,6 +9,7 @@
  *         [--server bun-serve] [--sizes 32,65536] [--conns 16] [--window 16]
  *         [--rounds 3] [--seconds 5] [--warmup 1] [--json FILE]
  *         [--wait-quiet SECONDS] [--max-others PERCENT] [--retries 2]
+ *         [--baseline DIR]
  *
  * Each run starts a fresh echo server (a peer of tests/_peers.ts, `--server`: Bun.serve's by
  * default, the fastest here) and one client script (bench/_client_web.ts,
@@ -25,6 +26,10 @@
  * the order of the clients turns by one each round, so drift and order fall on all alike;
  * figures are medians over the rounds, and a ratio (sluice's client / the runtime's built-in
  * one) is the median of each round's ratio.
+ *
+ * `--baseline DIR` adds `base-deno` and `base-bun`: sluice's client as another checkout of the
+ * repository in DIR has it (a worktree of the commit to compare with), interleaved with the
+ * rest, each run as its runtime's sluice client and compared with it too.
  *
  * A client that cannot run (sluice's before `connect` exists, a failed connection, an echo of
  * the wrong size) is a FAILED run, shown and counted, and the script exits 1: clients are
@@ -55,17 +60,28 @@ import {
 import type { LoadResult } from "./_client_load.ts";
 import { type Peer, PEER_KINDS, type PeerKind, startPeer } from "../tests/_peers.ts";
 
-/** The clients, by the name `--clients` takes; `versus`: the built-in client it is compared with. */
-const CLIENTS = {
+/**
+ * The clients, by the name `--clients` takes; `versus`: the clients it is compared with (the
+ * built-in one first).
+ */
+const CLIENTS: Record<string, { runtime: Runtime; script: string; versus?: string[] }> = {
   "deno-builtin": { runtime: "deno", script: "bench/_client_web.ts" },
   "bun-builtin": { runtime: "bun", script: "bench/_client_web.ts" },
   "node-ws": { runtime: "node", script: "bench/_client_ws.mjs" },
-  "sluice-deno": { runtime: "deno", script: "bench/_client_sluice.ts", versus: "deno-builtin" },
-  "sluice-bun": { runtime: "bun", script: "bench/_client_sluice.ts", versus: "bun-builtin" },
-} as const satisfies Record<string, { runtime: Runtime; script: string; versus?: string }>;
+  "sluice-deno": { runtime: "deno", script: "bench/_client_sluice.ts", versus: ["deno-builtin"] },
+  "sluice-bun": { runtime: "bun", script: "bench/_client_sluice.ts", versus: ["bun-builtin"] },
+};
+const BASELINE = option("baseline", "");
+if (BASELINE !== "") {
+  const script = `${BASELINE.replace(/\/$/, "")}/bench/_client_sluice.ts`;
+  CLIENTS["base-deno"] = { runtime: "deno", script, versus: ["deno-builtin"] };
+  CLIENTS["base-bun"] = { runtime: "bun", script, versus: ["bun-builtin"] };
+  CLIENTS["sluice-deno"].versus!.push("base-deno");
+  CLIENTS["sluice-bun"].versus!.push("base-bun");
+}
 
-type ClientName = keyof typeof CLIENTS;
-const CLIENT_NAMES = Object.keys(CLIENTS) as ClientName[];
+type ClientName = string;
+const CLIENT_NAMES = Object.keys(CLIENTS);
 
 interface Settings {
   server: PeerKind;
@@ -381,9 +397,8 @@ async function main(): Promise<void> {
   const ratios: Ratio[] = [];
   for (const size of s.sizes) {
     for (const client of clients) {
-      const versus = (CLIENTS[client] as { versus?: ClientName }).versus;
-      if (versus !== undefined && clients.includes(versus)) {
-        ratios.push(ratioOf(runs, client, versus, size));
+      for (const versus of CLIENTS[client].versus ?? []) {
+        if (clients.includes(versus)) ratios.push(ratioOf(runs, client, versus, size));
       }
     }
   }

@@ -4,12 +4,13 @@
  * headers into a pooled buffer; large ones the caller hands over go out by reference (on a
  * transport whose writes complete in the call, only those whose frame is over 64 KiB). A
  * client's outbox masks every frame as it copies it in (RFC 6455 §5.3), so nothing goes by
- * reference there.
+ * reference there; its larger frames, and those that follow them in the tick, are framed in
+ * WebAssembly memory, where masking takes SIMD instructions.
  *
  * @module
  */
 import { headerSize, writeHeader } from "../protocol/frame_writer.ts";
-import { maskInto } from "../protocol/mask.ts";
+import { maskInto, SimdMaskMemory } from "../protocol/mask.ts";
 import type { MaskKeySource } from "../protocol/mask_keys.ts";
 import type { Transport } from "./transport.ts";
 
@@ -68,6 +69,39 @@ let otherStart = 0;
 // same run, and one view object serves them all (1,000 subscribers made 1,000 views a tick).
 let lastView: Uint8Array | undefined;
 
+// A client's larger payloads are masked in WebAssembly memory (SIMD: a fraction of maskInto's
+// word loop, bench/mask_into_bench.ts), one frame after the other through the tick: the frames
+// an outbox corks in a row are contiguous there, and leave in one write. The memory is written
+// to transports as reusable, so nothing views it after the tick's flush, and only then does it
+// grow, to what the tick wanted (up to SIMD_MAX): WebAssembly empties the views of the old
+// bytes when it grows. A frame that does not fit goes the way it would without it.
+/**
+ * A client's frame with a payload of this size or more goes to the SIMD memory (and so do the
+ * smaller ones that follow it in the tick).
+ */
+export const SIMD_FROM = 256;
+const SIMD_MIN = 1024 * 1024;
+const SIMD_MAX = 8 * 1024 * 1024;
+/** The SIMD memory: undefined until the first large masked frame, null where it is missing. */
+let simd: SimdMaskMemory | null | undefined;
+/** Bytes of the SIMD memory used this tick. */
+let simdEnd = 0;
+/** Bytes the tick's frames wanted there, fitting or not. */
+let simdWanted = 0;
+/**
+ * Copies of 4 KiB or more into memory whose address is 1 to 31 bytes above the source's, modulo
+ * 4096, run at a tenth of their usual speed on some x86 processors (the loads wait on the
+ * stores they seem to alias). Large arrays start on a page in Bun, so a payload's place
+ * modulo 4096 is known there: payloads are placed clear of that window (with margin).
+ */
+const ALIAS_WINDOW = 64;
+/**
+ * A transport that writes later copies a reusable chunk of up to 64 KiB into a pooled buffer,
+ * a larger one into fresh memory, zeroed first (lib/runtime/deno.ts): runs of the SIMD memory
+ * go to it in pieces of this size.
+ */
+const STAGED_PIECE = 64 * 1024;
+
 /** Where `frame` sits in this tick's arena, copied there if it is not yet. */
 function place(frame: Uint8Array): number {
   if (frame === lastFrame) return lastStart;
@@ -118,6 +152,16 @@ function flushAll(): void {
   }
   arenaEnd = 0;
   lastFrame = otherFrame = lastView = undefined;
+  if (simdWanted > 0) {
+    // Nothing views the SIMD memory now: it may grow.
+    if (simdWanted > simdEnd && simd) simd.grow(Math.min(simdWanted, SIMD_MAX));
+    simdEnd = simdWanted = 0;
+  }
+}
+
+/** The SIMD memory, made at the first call (null where WebAssembly SIMD is missing). */
+function simdMemory(): SimdMaskMemory | null {
+  return simd ??= SimdMaskMemory.create(SIMD_MIN) ?? null;
 }
 
 /** A view of `arena[start, end)`, the last one made if it is the same run. */
@@ -163,6 +207,9 @@ export class Outbox {
   #spent: Uint8Array[] | undefined;
   /** A client's: every frame is masked with the next key. */
   #masks: MaskKeySource | undefined;
+  /** Frames corked in a row in the SIMD memory: `simd.bytes[#simdStart, #simdEnd)`; −1: none. */
+  #simdStart = -1;
+  #simdEnd = 0;
   #corked = 0;
   #written = 0;
   #dirty = false;
@@ -252,6 +299,14 @@ export class Outbox {
   #writeMasked(opcode: number, fin: boolean, rsv1: boolean, payload: Uint8Array): void {
     const length = payload.length;
     const header = headerSize(length, true);
+    // A frame behind others of this tick in the SIMD memory goes there too, whatever its size.
+    if (
+      (length >= SIMD_FROM || this.#simdStart >= 0) &&
+      this.#writeSimd(opcode, fin, rsv1, payload, header)
+    ) {
+      return;
+    }
+    if (this.#simdStart >= 0) this.#sealSimd();
     if (length >= ZERO_COPY_THRESHOLD && this.#transport.writesLater === true) {
       // A transport that writes later would copy a pooled buffer once more: a large frame is
       // masked into memory of its own, handed over by reference.
@@ -284,6 +339,84 @@ export class Outbox {
     this.#end += header + length;
     this.#corked += header + length;
     this.#markDirty();
+  }
+
+  /**
+   * A client's frame in the SIMD memory, behind the frames this outbox corked there this tick
+   * if it can: large payloads are masked there 16 bytes a step. False (the frame goes the other
+   * way) where there is no SIMD memory, no room left in it this tick, or for a small frame that
+   * would start a write of its own there.
+   */
+  #writeSimd(
+    opcode: number,
+    fin: boolean,
+    rsv1: boolean,
+    payload: Uint8Array,
+    header: number,
+  ): boolean {
+    const memory = simdMemory();
+    if (memory === null) return false;
+    const length = payload.length;
+    const bytes = memory.bytes;
+    let run = this.#simdStart;
+    if (run >= 0 && this.#simdEnd !== simdEnd) {
+      // Others have used the memory since our last frame. A short run moves to the end, so the
+      // frames keep leaving in one write; a long one becomes a segment.
+      const used = this.#simdEnd - run;
+      if (used <= MEDIUM && simdEnd + used <= bytes.length) {
+        bytes.copyWithin(simdEnd, run, this.#simdEnd);
+        simdWanted += used;
+        this.#simdStart = run = simdEnd;
+        this.#simdEnd = simdEnd += used;
+      } else if (length >= SIMD_FROM) {
+        this.#sealSimd();
+        run = -1;
+      } else {
+        return false;
+      }
+    }
+    // Bytes corked in our buffer and not yet a segment move in front of the frame if few.
+    const pending = run >= 0 ? 0 : this.#end - this.#start;
+    const move = pending <= MEDIUM ? pending : 0;
+    let start = simdEnd;
+    if (length >= ALIGN_FROM) {
+      // The payload's distance above its source modulo 4096, if the source's buffer starts on a
+      // page: out of the window the copy is fast.
+      const distance = (start + move + header - payload.byteOffset) & 4095;
+      if (distance < ALIAS_WINDOW) start += ALIAS_WINDOW - distance;
+    }
+    const end = start + move + header + length;
+    simdWanted += end - simdEnd;
+    if (end > bytes.length) return false;
+    simdEnd = end;
+    if (start !== this.#simdEnd || run < 0) {
+      // A new run: what was corked before it joins it, or becomes a segment.
+      if (run >= 0) this.#sealSimd();
+      else if (move !== 0) {
+        bytes.set(this.#buffer!.subarray(this.#start, this.#start = this.#end), start);
+      } else if (pending !== 0) this.#seal();
+      this.#simdStart = start;
+    }
+    const at = start + move;
+    const key = this.#masks!.next();
+    const payloadAt = writeHeader(bytes, at, opcode, length, fin, rsv1, key);
+    if (length >= SIMD_FROM) {
+      bytes.set(payload, payloadAt);
+      memory.mask(payloadAt, length, key);
+    } else {
+      maskInto(payload, key, bytes, payloadAt);
+    }
+    this.#simdEnd = end;
+    this.#corked += header + length;
+    this.#markDirty();
+    return true;
+  }
+
+  /** The frames corked in a row in the SIMD memory become a segment. */
+  #sealSimd(): void {
+    (this.#segments ??= []).push(simd!.bytes.subarray(this.#simdStart, this.#simdEnd));
+    (this.#partial ??= []).push(false);
+    this.#simdStart = -1;
   }
 
   /**
@@ -332,6 +465,7 @@ export class Outbox {
   writeBytes(bytes: Uint8Array): void {
     if (this.#lone !== undefined) this.#absorbLone();
     else if (this.#runStart >= 0) this.#absorbRun();
+    else if (this.#simdStart >= 0) this.#sealSimd();
     const length = bytes.length;
     this.#reserve(length);
     this.#buffer!.set(bytes, this.#end);
@@ -408,17 +542,29 @@ export class Outbox {
       return;
     }
     const segments = this.#segments;
-    if (segments === undefined || segments.length === 0) {
+    const simdStart = this.#simdStart;
+    if (simdStart >= 0 && (segments === undefined || segments.length === 0)) {
+      // Only masked frames in one run of the SIMD memory, which is reused after the tick.
+      this.#simdStart = -1;
+      writeRun(transport, simd!.bytes.subarray(simdStart, this.#simdEnd), false);
+    } else if (segments === undefined || segments.length === 0) {
       // The common case: only small frames, all in the buffer.
       transport.write(this.#buffer!.subarray(this.#start, this.#end), true);
     } else {
-      this.#seal();
+      if (simdStart >= 0) this.#sealSimd();
+      else this.#seal();
       const partial = this.#partial!;
       const ours = this.#buffer?.buffer;
+      const simdBuffer = simd?.bytes.buffer;
       const spent = this.#spent;
       for (let i = 0; i < segments.length; i++) {
         const segment = segments[i];
-        // Views of our buffers are reused after this; payloads handed over are not.
+        // Views of our buffers and of the SIMD memory are reused after this; payloads handed
+        // over are not.
+        if (segment.buffer === simdBuffer) {
+          writeRun(transport, segment, partial[i]);
+          continue;
+        }
         const reusable = segment.buffer === ours ||
           (spent !== undefined && spent.some((buffer) => buffer.buffer === segment.buffer));
         transport.write(segment, reusable, partial[i]);
@@ -443,6 +589,7 @@ export class Outbox {
     this.#corked = 0;
     this.#lone = undefined;
     this.#runStart = -1;
+    this.#simdStart = -1;
     if (this.#segments !== undefined) this.#segments.length = this.#partial!.length = 0;
     this.#release();
   }
@@ -495,6 +642,18 @@ export class Outbox {
     this.#buffer = take(bytes, LARGE);
     this.#start = this.#end = 0;
   }
+}
+
+/** Writes a run of the SIMD memory, which is reused: in pieces to a transport that writes later. */
+function writeRun(transport: Transport, run: Uint8Array, partial: boolean): void {
+  if (transport.writesLater === true) {
+    let at = 0;
+    for (; run.length - at > STAGED_PIECE; at += STAGED_PIECE) {
+      transport.write(run.subarray(at, at + STAGED_PIECE), true, true);
+    }
+    if (at !== 0) run = run.subarray(at);
+  }
+  transport.write(run, true, partial);
 }
 
 /** Returns a buffer to its pool unless the pool is full. */

@@ -3,8 +3,10 @@ import assert from "node:assert/strict";
 import { encodeFrame } from "../protocol/frame_writer.ts";
 import { Opcode } from "../protocol/opcode.ts";
 import { PreparedMessage } from "../protocol/prepared_message.ts";
-import { concat, pattern, sameBytes, toHex } from "../protocol/_test_util.ts";
-import { Outbox, ZERO_COPY_THRESHOLD } from "./outbox.ts";
+import { MaskKeySource } from "../protocol/mask_keys.ts";
+import { concat, feed, pattern, sameBytes, toHex } from "../protocol/_test_util.ts";
+import fc from "fast-check";
+import { Outbox, SIMD_FROM, ZERO_COPY_THRESHOLD } from "./outbox.ts";
 import type { Transport } from "./transport.ts";
 
 /** One call of `Transport.write`. */
@@ -459,5 +461,210 @@ describe("Outbox flush failures", () => {
     } finally {
       console.error = original;
     }
+  });
+});
+
+describe("Outbox of a client (masked frames)", () => {
+  /** A client's outbox (every frame masked) on a fake transport. */
+  function client(writesLater = false): { outbox: Outbox; transport: FakeTransport } {
+    const transport = new FakeTransport();
+    transport.writesLater = writesLater;
+    return { outbox: new Outbox(transport, undefined, new MaskKeySource()), transport };
+  }
+
+  /** The payloads of the frames in `bytes`, unmasked (each must be masked, as a server requires). */
+  function payloads(bytes: Uint8Array): Uint8Array[] {
+    const sink = feed(bytes, [], { requireMask: true });
+    return sink.events.map((event) => {
+      if (event.type !== "frame") assert.fail(`not a frame: ${JSON.stringify(event)}`);
+      return event.payload;
+    });
+  }
+
+  /** Where each frame of a stream of masked frames ends. */
+  function frameEnds(bytes: Uint8Array): Set<number> {
+    const ends = new Set<number>();
+    for (let at = 0; at < bytes.length;) {
+      const b1 = bytes[at + 1] & 0x7f;
+      const extra = b1 === 126 ? 2 : b1 === 127 ? 8 : 0;
+      const length = b1 === 126
+        ? (bytes[at + 2] << 8) | bytes[at + 3]
+        : b1 === 127
+        ? new DataView(bytes.buffer, bytes.byteOffset + at + 2, 8).getUint32(4)
+        : b1;
+      at += 2 + extra + 4 + length;
+      ends.add(at);
+    }
+    return ends;
+  }
+
+  /** Checks that every write not marked partial ends where a frame ends. */
+  function assertBoundaries(transport: FakeTransport): void {
+    const ends = frameEnds(transport.all);
+    let at = 0;
+    for (const write of transport.writes) {
+      at += write.bytes.length;
+      if (write.partial !== true) {
+        assert.ok(ends.has(at), `a write not marked partial ends at ${at}`);
+      }
+    }
+  }
+
+  it("large frames corked in one tick leave in one reusable write, masked, the sources unchanged", async () => {
+    const { outbox, transport } = client();
+    const sent = [pattern(SIMD_FROM, 1), pattern(5000, 2), pattern(65536, 3)];
+    const copies = sent.map((payload) => payload.slice());
+    for (const payload of sent) outbox.writeFrame(Opcode.Binary, true, false, payload, false);
+    assert.equal(outbox.corked, 8 + SIMD_FROM + 8 + 5000 + 14 + 65536, "headers and payloads");
+    await microtasks();
+    assert.equal(transport.writes.length, 1, "one run of the SIMD memory");
+    assert.equal(transport.writes[0].reusable, true);
+    assert.ok(transport.writes[0].partial !== true);
+    const got = payloads(transport.all);
+    assert.equal(got.length, 3);
+    for (let i = 0; i < 3; i++) {
+      assert.ok(sameBytes(got[i], copies[i]), `payload ${i}`);
+      assert.ok(sameBytes(sent[i], copies[i]), `source ${i} unchanged`);
+    }
+    assert.ok(!sameBytes(transport.all.subarray(14), copies[0].subarray(0, 100)), "masked");
+  });
+
+  it("a transport that writes later gets the run in reusable pieces of at most 64 KiB", async () => {
+    const { outbox, transport } = client(true);
+    const sent = [pattern(65536, 4), pattern(100_000, 5), pattern(3000, 6)];
+    for (const payload of sent) outbox.writeFrame(Opcode.Binary, true, false, payload, false);
+    await microtasks();
+    assert.ok(transport.writes.length >= 3);
+    for (const write of transport.writes) {
+      assert.ok(write.chunk.length <= 65536, `a piece of ${write.chunk.length} bytes`);
+      assert.equal(write.reusable, true);
+    }
+    assert.equal(transport.writes.at(-1)!.partial, false, "the run ends with a frame");
+    assertBoundaries(transport);
+    const got = payloads(transport.all);
+    assert.equal(got.length, 3);
+    for (let i = 0; i < 3; i++) assert.ok(sameBytes(got[i], sent[i]), `payload ${i}`);
+  });
+
+  it("more than the SIMD memory holds in one tick: every frame still goes out, in order", async () => {
+    for (const writesLater of [false, true]) {
+      const { outbox, transport } = client(writesLater);
+      const sent = Array.from({ length: 40 }, (_, i) => pattern(65536 + i, i));
+      for (let tick = 0; tick < 2; tick++) {
+        transport.writes.length = 0;
+        for (const payload of sent) outbox.writeFrame(Opcode.Binary, true, false, payload, false);
+        await microtasks();
+        assertBoundaries(transport);
+        const got = payloads(transport.all);
+        assert.equal(got.length, sent.length);
+        for (let i = 0; i < sent.length; i++) {
+          assert.ok(sameBytes(got[i], sent[i]), `tick ${tick}, payload ${i} (${writesLater})`);
+        }
+      }
+    }
+  });
+
+  it("small and large frames of three clients, in any mix and alignment, come out whole and in order", async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.boolean(),
+        fc.array(
+          fc.array(
+            fc.record({
+              length: fc.oneof(fc.nat({ max: 300 }), fc.integer({ min: 300, max: 70_000 })),
+              byteOffset: fc.nat({ max: 4100 }),
+              opcode: fc.constantFrom(Opcode.Binary, Opcode.Text, Opcode.Ping),
+              who: fc.nat({ max: 2 }),
+            }),
+            { minLength: 1, maxLength: 8 },
+          ),
+          { minLength: 1, maxLength: 3 },
+        ),
+        async (writesLater, ticks) => {
+          const clients = [client(writesLater), client(writesLater), client(writesLater)];
+          const expected: Uint8Array[][] = [[], [], []];
+          for (const tick of ticks) {
+            for (const { length, byteOffset, opcode, who } of tick) {
+              // Control frames carry at most 125 bytes (RFC 6455 §5.5).
+              const size = opcode === Opcode.Ping ? Math.min(length, 125) : length;
+              const payload = pattern(byteOffset + size, size + who).subarray(byteOffset);
+              expected[who].push(payload.slice());
+              clients[who].outbox.writeFrame(opcode, true, false, payload, false);
+            }
+            await microtasks();
+          }
+          for (let who = 0; who < 3; who++) {
+            const { transport } = clients[who];
+            assertBoundaries(transport);
+            const got = payloads(transport.all);
+            assert.equal(got.length, expected[who].length);
+            for (let i = 0; i < got.length; i++) {
+              assert.ok(sameBytes(got[i], expected[who][i]), `client ${who}, frame ${i}`);
+            }
+          }
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
+
+  it("discard() drops a run of large frames; the next tick's frames are whole", async () => {
+    const { outbox, transport } = client();
+    outbox.writeFrame(Opcode.Binary, true, false, pattern(20_000, 1), false);
+    outbox.writeFrame(Opcode.Binary, true, false, pattern(30_000, 2), false);
+    outbox.discard();
+    assert.equal(outbox.corked, 0);
+    await microtasks();
+    assert.equal(transport.writes.length, 0);
+    const next = pattern(40_000, 3);
+    outbox.writeFrame(Opcode.Binary, true, false, next, false);
+    await microtasks();
+    const got = payloads(transport.all);
+    assert.equal(got.length, 1);
+    assert.ok(sameBytes(got[0], next));
+  });
+
+  it("small frames before and after a large one in a tick go with it, in one write", async () => {
+    const { outbox, transport } = client();
+    const sent = [pattern(30, 1), pattern(40, 2), pattern(2000, 3), pattern(10, 4), pattern(0, 5)];
+    for (const payload of sent) outbox.writeFrame(Opcode.Binary, true, false, payload, false);
+    await microtasks();
+    assert.equal(transport.writes.length, 1);
+    const got = payloads(transport.all);
+    assert.deepEqual(got.map((p) => p.length), [30, 40, 2000, 10, 0]);
+    for (let i = 0; i < sent.length; i++) assert.ok(sameBytes(got[i], sent[i]), `payload ${i}`);
+  });
+
+  it("two clients corking in turn in one tick: each writes its own frames, a short run in one write", async () => {
+    const a = client();
+    const b = client();
+    const sent = [pattern(9000, 1), pattern(9001, 2), pattern(30, 3), pattern(9003, 4)];
+    a.outbox.writeFrame(Opcode.Binary, true, false, sent[0], false);
+    b.outbox.writeFrame(Opcode.Binary, true, false, sent[1], false);
+    a.outbox.writeFrame(Opcode.Binary, true, false, sent[2], false);
+    b.outbox.writeFrame(Opcode.Binary, true, false, sent[3], false);
+    await microtasks();
+    assert.equal(a.transport.writes.length, 1, "a's run moved behind b's frame");
+    const gotA = payloads(a.transport.all);
+    const gotB = payloads(b.transport.all);
+    assert.deepEqual(gotA.map((p) => p.length), [9000, 30]);
+    assert.deepEqual(gotB.map((p) => p.length), [9001, 9003]);
+    assert.ok(sameBytes(gotA[0], sent[0]) && sameBytes(gotA[1], sent[2]));
+    assert.ok(sameBytes(gotB[0], sent[1]) && sameBytes(gotB[1], sent[3]));
+  });
+
+  it("a long run that others followed stays where it is; what comes next is written after it", async () => {
+    const a = client();
+    const b = client();
+    const sent = [pattern(20_000, 1), pattern(20_001, 2), pattern(30, 3), pattern(5000, 4)];
+    a.outbox.writeFrame(Opcode.Binary, true, false, sent[0], false);
+    b.outbox.writeFrame(Opcode.Binary, true, false, sent[1], false);
+    a.outbox.writeFrame(Opcode.Binary, true, false, sent[2], false);
+    a.outbox.writeFrame(Opcode.Binary, true, false, sent[3], false);
+    await microtasks();
+    assertBoundaries(a.transport);
+    const got = payloads(a.transport.all);
+    assert.deepEqual(got.map((p) => p.length), [20_000, 30, 5000]);
+    for (const [i, j] of [[0, 0], [1, 2], [2, 3]]) assert.ok(sameBytes(got[i], sent[j]));
   });
 });

@@ -1,7 +1,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { maskInto, unmask, WORD_MASK_THRESHOLD } from "./mask.ts";
+import { maskInto, SimdMaskMemory, unmask, WORD_MASK_THRESHOLD } from "./mask.ts";
 import { hex, pattern, referenceMask, sameBytes, toHex } from "./_test_util.ts";
 
 const KEYS = [hex("37 fa 21 3d"), hex("00 00 00 00"), hex("ff ff ff ff"), hex("01 02 04 80")];
@@ -199,5 +199,121 @@ describe("maskInto", () => {
       ),
       { numRuns: 300 },
     );
+  });
+});
+
+describe("SimdMaskMemory", () => {
+  // Both runtimes have WebAssembly SIMD: the fast path must not be missing there unnoticed.
+  const memory = SimdMaskMemory.create(256 * 1024)!;
+
+  /**
+   * Masks `length` bytes at `start` (after guard bytes) as if `offset` bytes into the payload, and
+   * checks them against the reference loop and the bytes around them against change.
+   */
+  function checkSimd(length: number, start: number, key: Uint8Array, offset: number): void {
+    const bytes = memory.bytes;
+    const data = pattern(length, length * 7 + start);
+    const around = pattern(start + length + 32, start + 11);
+    bytes.set(around, 0);
+    bytes.set(data, start);
+    const expected = referenceMask(data, key, offset);
+    memory.mask(start, length, key, offset);
+    const at = firstDifference(bytes.subarray(start, start + length), expected);
+    if (at !== -1) {
+      assert.fail(
+        `length ${length}, start ${start}, offset ${offset}, key ${toHex(key)}: ` +
+          `byte ${at} is ${bytes[start + at]}, expected ${expected[at]}`,
+      );
+    }
+    assert.ok(sameBytes(bytes.subarray(0, start), around.subarray(0, start)), "bytes before");
+    assert.ok(
+      sameBytes(
+        bytes.subarray(start + length, start + length + 32),
+        around.subarray(start + length),
+      ),
+      `bytes after (length ${length}, start ${start})`,
+    );
+  }
+
+  it("exists on this runtime, with at least the bytes asked for", () => {
+    assert.ok(memory instanceof SimdMaskMemory);
+    assert.equal(memory.bytes.length, 256 * 1024);
+    assert.equal(SimdMaskMemory.create()!.bytes.length, 65536, "one page by default");
+    assert.equal(SimdMaskMemory.create(65537)!.bytes.length, 131072, "whole pages");
+  });
+
+  it("masks the RFC 6455 §5.7 'Hello' example", () => {
+    memory.bytes.set(new TextEncoder().encode("Hello"), 9);
+    memory.mask(9, 5, hex("37 fa 21 3d"));
+    assert.equal(toHex(memory.bytes.subarray(9, 14)), "7f 9f 4d 51 58");
+  });
+
+  it("matches the reference loop for lengths 0..300 at starts 0..7 and every key offset", () => {
+    for (const key of KEYS) {
+      for (let length = 0; length <= 300; length++) {
+        for (let start = 0; start < 8; start++) {
+          for (let offset = 0; offset < 4; offset++) checkSimd(length, start, key, offset);
+        }
+      }
+    }
+  });
+
+  it("matches the reference loop for 64 KiB and odd large lengths at odd starts", () => {
+    for (const length of [65535, 65536, 65537, 100_003]) {
+      for (const start of [0, 1, 3, 14, 4095]) {
+        for (let offset = 0; offset < 4; offset++) checkSimd(length, start, KEYS[3], offset);
+      }
+    }
+  });
+
+  it("matches the reference loop for random lengths, starts and keys", () => {
+    fc.assert(
+      fc.property(
+        fc.nat({ max: 5000 }),
+        fc.nat({ max: 200_000 }),
+        fc.uint8Array({ minLength: 4, maxLength: 4 }),
+        fc.nat({ max: 2 ** 31 }),
+        (length, start, key, offset) => checkSimd(length, start, key, offset),
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it("masks a payload piece by piece the same as whole, and is its own inverse", () => {
+    const data = pattern(70_001, 3);
+    memory.bytes.set(data, 5);
+    for (const [from, to] of [[0, 1], [1, 17], [17, 4099], [4099, 70_001]]) {
+      memory.mask(5 + from, to - from, KEYS[0], from);
+    }
+    assert.ok(sameBytes(memory.bytes.subarray(5, 70_006), referenceMask(data, KEYS[0])));
+    memory.mask(5, 70_001, KEYS[0]);
+    assert.ok(sameBytes(memory.bytes.subarray(5, 70_006), data));
+  });
+
+  it("refuses bytes outside the memory with a RangeError", () => {
+    const size = memory.bytes.length;
+    for (const [start, length] of [[-1, 4], [size - 3, 4], [size, 1], [0, size + 1]]) {
+      assert.throws(() => memory.mask(start, length, KEYS[0]), {
+        name: "RangeError",
+        message: `Cannot mask: bytes ${start} to ${start + length} are not within the ${size} ` +
+          "bytes of the memory",
+      });
+    }
+    memory.mask(size, 0, KEYS[0]); // Nothing, at the very end: fine.
+  });
+
+  it("grows to whole pages, keeping its bytes and emptying views of the old ones", () => {
+    const small = SimdMaskMemory.create()!;
+    small.bytes.set([1, 2, 3], 65533);
+    const old = small.bytes;
+    const view = old.subarray(10, 20);
+    assert.equal(small.grow(1000), true, "already big enough");
+    assert.equal(small.bytes, old, "unchanged");
+    assert.equal(small.grow(65537), true);
+    assert.equal(small.bytes.length, 131072);
+    assert.equal(toHex(small.bytes.subarray(65533, 65536)), "01 02 03");
+    assert.equal(view.length, 0, "the old buffer is detached");
+    small.mask(65530, 7, KEYS[3]);
+    assert.equal(toHex(small.bytes.subarray(65533, 65537)), "81 03 01 04");
   });
 });
