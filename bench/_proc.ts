@@ -403,3 +403,45 @@ export function machineInfo(script: string): Record<string, string> {
     }`.trim(),
   };
 }
+
+/** What a load generator prints after `result ` (and wsload's fields mapped to the same). */
+export type LoadResult = Record<string, number | string>;
+
+/** A number from a load result, NaN if absent or not a number. */
+export function num(r: LoadResult | undefined, key: string): number {
+  const value = r?.[key];
+  return typeof value === "number" ? value : typeof value === "string" ? Number(value) : NaN;
+}
+
+/** The median of the finite values, NaN if there are none. */
+export function medianOf(values: number[]): number {
+  const finite = values.filter(Number.isFinite);
+  return finite.length > 0 ? median(finite) : NaN;
+}
+
+/** A comma-separated `--flag` of names from `all` (default: all of them), each checked. */
+export function list<T extends string>(flag: string, all: readonly T[]): T[] {
+  const given = option(flag, all.join(",")).split(",").filter((x) => x !== "") as T[];
+  for (const x of given) {
+    if (!all.includes(x)) throw new RangeError(`--${flag}: ${x}? (${all.join(", ")})`);
+  }
+  return given;
+}
+
+/** /proc readings at one moment; NaN where a process was gone. */
+export interface Sample {
+  at: number;
+  server: number;
+  load: number;
+  self: number;
+  machine: number;
+}
+
+/** A process's CPU seconds, NaN once it is gone. */
+export function cpuOrNaN(pid: number): number {
+  try {
+    return cpuSeconds(pid);
+  } catch {
+    return NaN;
+  }
+}

@@ -98,18 +98,24 @@ import { jsonMessage } from "./_json_fixtures.ts";
 import {
   canPin,
   type Child,
+  cpuOrNaN,
   cpuSeconds,
   executable,
   keyValues,
   leastDisturbed,
+  list,
+  type LoadResult,
   machineSeconds,
   median,
+  medianOf,
+  num,
   option,
   pinSelf,
   quietOptions,
   ROOT,
   rss,
   runHarness,
+  type Sample,
   type ServerName,
   SERVERS,
   sleep,
@@ -119,15 +125,6 @@ import {
 } from "./_proc.ts";
 
 // ---------------------------------------------------------------- servers and scenarios
-
-/** What the load generator prints after `result `, and wsload's fields mapped to the same. */
-type LoadResult = Record<string, number | string>;
-
-/** A number from a load result, NaN if absent or not a number. */
-function num(r: LoadResult | undefined, key: string): number {
-  const value = r?.[key];
-  return typeof value === "number" ? value : typeof value === "string" ? Number(value) : NaN;
-}
 
 type Mode = "echo" | "connect" | "idle" | "fanout" | "overload";
 
@@ -465,23 +462,6 @@ interface Context {
   settings: Record<ScenarioName, Settings>;
 }
 
-/** /proc readings at one moment; NaN where a process was gone. */
-interface Sample {
-  at: number;
-  server: number;
-  load: number;
-  self: number;
-  machine: number;
-}
-
-function cpuOrNaN(pid: number): number {
-  try {
-    return cpuSeconds(pid);
-  } catch {
-    return NaN;
-  }
-}
-
 /** `key` at time `t`, interpolated between the samples around it (clamped at the ends). */
 function interpolate(samples: Sample[], key: keyof Sample, t: number): number {
   const known = samples.filter((s) => Number.isFinite(s[key]));
@@ -738,11 +718,6 @@ interface Summary {
   peakRss: number;
   extras: number[];
   loadBound: boolean;
-}
-
-function medianOf(values: number[]): number {
-  const finite = values.filter(Number.isFinite);
-  return finite.length > 0 ? median(finite) : NaN;
 }
 
 function summarize(runs: Run[], scenario: ScenarioName, server: ServerName, load: Load): Summary {
@@ -1171,14 +1146,6 @@ function machine(zlib: boolean): Record<string, string> {
 }
 
 // ---------------------------------------------------------------- main
-
-function list<T extends string>(flag: string, all: readonly T[]): T[] {
-  const given = option(flag, all.join(",")).split(",").filter((x) => x !== "") as T[];
-  for (const x of given) {
-    if (!all.includes(x)) throw new RangeError(`--${flag}: ${x}? (${all.join(", ")})`);
-  }
-  return given;
-}
 
 async function main(): Promise<void> {
   const scenarios = list("scenarios", SCENARIO_NAMES);

@@ -60,17 +60,23 @@ import {
   canPin,
   type Child,
   command,
+  cpuOrNaN,
   cpuSeconds,
   leastDisturbed,
+  list,
+  type LoadResult,
   machineInfo,
   machineSeconds,
   median,
+  medianOf,
+  num,
   option,
   pinSelf,
   quietOptions,
   ROOT,
   rss,
   runHarness,
+  type Sample,
   type ServerName,
   sleep,
   start,
@@ -148,14 +154,6 @@ const ANCHOR_LIMITS: Partial<Record<ServerName, { sweep: Sweep; above: number; w
 const FD_MARGIN = 100;
 
 // ---------------------------------------------------------------- the load generator
-
-/** What the load generator prints after `result `. */
-type LoadResult = Record<string, number | string>;
-
-function num(r: LoadResult | undefined, key: string): number {
-  const value = r?.[key];
-  return typeof value === "number" ? value : typeof value === "string" ? Number(value) : NaN;
-}
 
 /**
  * The load generator, as bench/e2e.ts builds it (compiled into bench/load/.build/ on first
@@ -250,23 +248,6 @@ interface Context {
   warmup: number;
   /** Connections one process may hold here. */
   capacity: number;
-}
-
-/** /proc readings at one moment; NaN where a process was gone. */
-interface Sample {
-  at: number;
-  server: number;
-  load: number;
-  self: number;
-  machine: number;
-}
-
-function cpuOrNaN(pid: number): number {
-  try {
-    return cpuSeconds(pid);
-  } catch {
-    return NaN;
-  }
 }
 
 /**
@@ -438,11 +419,6 @@ interface Summary {
   peakRss: number;
 }
 
-function medianOf(values: number[]): number {
-  const finite = values.filter(Number.isFinite);
-  return finite.length > 0 ? median(finite) : NaN;
-}
-
 function summarize(runs: Run[], sweep: Sweep, point: number, server: ServerName): Summary {
   const mine = runs.filter((r) => r.sweep === sweep && r.point === point && r.server === server);
   const ok = mine.filter((r) => r.error === undefined && r.skipped === undefined);
@@ -590,14 +566,6 @@ function describe(run: Run): string {
 }
 
 // ---------------------------------------------------------------- main
-
-function list<T extends string>(flag: string, all: readonly T[]): T[] {
-  const given = option(flag, all.join(",")).split(",").filter((x) => x !== "") as T[];
-  for (const x of given) {
-    if (!all.includes(x)) throw new RangeError(`--${flag}: ${x}? (${all.join(", ")})`);
-  }
-  return given;
-}
 
 function numbers(flag: string, fallback: number[]): number[] {
   const given = option(flag, fallback.join(",")).split(",").filter((x) => x !== "").map(Number);
