@@ -382,6 +382,22 @@ function buildLoad(): { path: string; zlib: boolean } {
 }
 
 /**
+ * The load generator to run: `--load PATH`, or the one {@linkcode buildLoad} makes, once it has
+ * passed its selftest. Shared with bench/scaling.ts.
+ *
+ * @returns The binary and whether it has zlib (a given binary is taken to have none).
+ */
+export function loadGenerator(): { path: string; zlib: boolean } {
+  const given = option("load", "");
+  const built = given !== "" ? { path: given, zlib: false } : buildLoad();
+  const selftest = spawnSync(built.path, ["selftest"], { encoding: "utf8" });
+  if (selftest.status !== 0) {
+    throw new Error(`${built.path} selftest failed:\n${selftest.stdout}${selftest.stderr}`);
+  }
+  return built;
+}
+
+/**
  * Writes the deflate scenario's messages: JSON of 1, 2, 4, 8 and 16 KiB in turn (an API
  * response, then product lists), 80 different ones, each as the load generator's record
  * `[u32 LE raw length][raw][u32 LE compressed length][compressed]`, compressed alone as a
@@ -1172,12 +1188,7 @@ async function main(): Promise<void> {
       settings[name][key] = Number(option(`${name.toLowerCase()}-${key}`, String(fallback)));
     }
   }
-  const given = option("load", "");
-  const built = given !== "" ? { path: given, zlib: false } : buildLoad();
-  const selftest = spawnSync(built.path, ["selftest"], { encoding: "utf8" });
-  if (selftest.status !== 0) {
-    throw new Error(`${built.path} selftest failed:\n${selftest.stdout}${selftest.stderr}`);
-  }
+  const built = loadGenerator();
   const cx: Context = {
     pin: canPin(),
     loadPath: built.path,

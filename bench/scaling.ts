@@ -53,13 +53,12 @@
  * @module
  */
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { loadavg, tmpdir } from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
+import { loadavg } from "node:os";
 import process from "node:process";
 import {
   canPin,
   type Child,
-  command,
   cpuOrNaN,
   cpuSeconds,
   leastDisturbed,
@@ -84,6 +83,7 @@ import {
   stopChild,
   writeResults,
 } from "./_proc.ts";
+import { loadGenerator } from "./e2e.ts";
 
 // ---------------------------------------------------------------- sweeps and servers
 
@@ -154,32 +154,6 @@ const ANCHOR_LIMITS: Partial<Record<ServerName, { sweep: Sweep; above: number; w
 const FD_MARGIN = 100;
 
 // ---------------------------------------------------------------- the load generator
-
-/**
- * The load generator, as bench/e2e.ts builds it (compiled into bench/load/.build/ on first
- * use, again when the source is newer, and checked by its selftest): e2e.ts run with no
- * scenario does only that; its empty report goes to a scratch directory.
- *
- * @returns The binary's path.
- */
-function loadGenerator(): string {
-  const given = option("load", "");
-  if (given !== "") return given;
-  const scratch = mkdtempSync(`${tmpdir()}/sluice-scaling-`);
-  try {
-    const runtime = "Bun" in globalThis ? "bun" : "deno";
-    const [file, ...args] = command(runtime, "bench/e2e.ts", [
-      ...["--scenarios", "", "--out-dir", scratch, "--json", `${scratch}/e2e.json`],
-    ]);
-    const built = spawnSync(file, args, { cwd: ROOT, encoding: "utf8" });
-    if (built.status !== 0) {
-      throw new Error(`bench/e2e.ts could not build the load generator:\n${built.stderr}`);
-    }
-  } finally {
-    rmSync(scratch, { recursive: true, force: true });
-  }
-  return `${ROOT}bench/load/.build/sluice_load`;
-}
 
 // ---------------------------------------------------------------- open files
 
@@ -602,7 +576,7 @@ async function main(): Promise<void> {
     ? fits
     : undefined;
   if (added !== undefined) points.idle = [...points.idle, added].sort((a, b) => a - b);
-  const cx: Context = { pin: canPin(), load: loadGenerator(), seconds, warmup, capacity };
+  const cx: Context = { pin: canPin(), load: loadGenerator().path, seconds, warmup, capacity };
   if (cx.pin) pinSelf(1);
   console.log(
     `scaling: ${sweeps.map((s) => `${s} ${points[s].join(",")}`).join("; ")}; ` +
