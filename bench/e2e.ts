@@ -257,8 +257,8 @@ const SCENARIOS: Record<ScenarioName, Scenario> = {
     mode: "connect",
     servers: NATIVE_ANCHORED,
     // Fewer slots leave the server and the load waiting on each other: at 8, Bun.serve got
-    // three quarters of the connections per second it gets at 64 (with either load), and
-    // spent more CPU on each, as the load did.
+    // two thirds to three quarters of the connections per second it gets at 64 (with either
+    // load), and spent more CPU on each, as the load did.
     defaults: { conns: 64 },
     unit: "conn/s",
     value: msgsPerS,
