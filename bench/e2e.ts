@@ -254,8 +254,8 @@ const SCENARIOS: Record<ScenarioName, Scenario> = {
     mode: "connect",
     servers: NATIVE_ANCHORED,
     // Fewer slots leave the server and the load waiting on each other: at 8, Bun.serve got
-    // three quarters of the connections per second it gets at 64 (with either load), and
-    // spent more CPU on each, as the load did.
+    // two thirds to three quarters of the connections per second it gets at 64 (with either
+    // load), and spent more CPU on each, as the load did.
     defaults: { conns: 64 },
     unit: "conn/s",
     value: msgsPerS,
@@ -941,21 +941,21 @@ function scenarioMarkdown(
     );
   }
   const mine = ratios.filter((r) => r.scenario === name && r.load === load);
+  // S4 has no CPU per message to compare.
+  const per = scenario.per;
   if (mine.length > 0) {
+    const by = per ? [`by server CPU per ${per} (anchor ÷ sluice)`] : [];
     out.push(
       "",
-      "| ratio | target | median of the rounds' ratios | by server CPU per " +
-        `${scenario.per ?? "run"} (anchor ÷ sluice) | verdict |`,
+      `| ${["ratio", "target", "median of the rounds' ratios", ...by, "verdict"].join(" | ")} |`,
     );
-    out.push("| --- | --: | --: | --: | --- |");
+    out.push(`| --- | --: | --: | ${per ? "--: | " : ""}--- |`);
     for (const r of mine) {
       const verdict = r.verdict === "load-bound"
         ? "load-bound: the load used ≥ 90 % of its core, the server < 90 % of its own"
         : r.verdict;
-      out.push(
-        `| ${r.label} | ${targetText(r.target)} | ${times(r.value)} | ${times(r.cpu)} | ` +
-          `${verdict} |`,
-      );
+      const cells = [r.label, targetText(r.target), times(r.value), ...(per ? [times(r.cpu)] : [])];
+      out.push(`| ${[...cells, verdict].join(" | ")} |`);
     }
   }
   return out.join("\n");
@@ -973,13 +973,20 @@ function instrumentsMarkdown(
   ratios: Ratio[],
 ): string {
   const scenario = SCENARIOS[name];
-  const per = scenario.per ?? "run";
+  // S4 has no CPU per message to compare.
+  const per = scenario.per;
+  const row = (cells: string[]) => `| ${cells.join(" | ")} |`;
   const out = [
     `### ${name}: the two instruments side by side`,
     "",
-    `| server | ${scenario.unit}, sluice_load | ${scenario.unit}, wsload | wsload ÷ sluice_load | ` +
-    `server µs/${per}, sluice_load | server µs/${per}, wsload |`,
-    "| --- | --: | --: | --: | --: | --: |",
+    row([
+      "server",
+      `${scenario.unit}, sluice_load`,
+      `${scenario.unit}, wsload`,
+      "wsload ÷ sluice_load",
+      ...(per ? [`server µs/${per}, sluice_load`, `server µs/${per}, wsload`] : []),
+    ]),
+    row(["---", "--:", "--:", "--:", ...(per ? ["--:", "--:"] : [])]),
   ];
   const mine = summaries.filter((x) => x.scenario === name);
   for (const ours of mine.filter((x) => x.load === "sluice_load")) {
@@ -994,13 +1001,13 @@ function instrumentsMarkdown(
       const ratio = value("wsload") / value("sluice_load");
       if (Number.isFinite(ratio)) pairs.push(ratio);
     }
-    out.push(
-      `| ${ours.server} | ${scenario.format(ours.value)} | ${
-        scenario.format(theirs?.value ?? NaN)
-      } | ` +
-        `${times(pairs.length > 0 ? median(pairs) : NaN)} | ${micros(ours.serverUs)} | ` +
-        `${micros(theirs?.serverUs ?? NaN)} |`,
-    );
+    out.push(row([
+      ours.server,
+      scenario.format(ours.value),
+      scenario.format(theirs?.value ?? NaN),
+      times(pairs.length > 0 ? median(pairs) : NaN),
+      ...(per ? [micros(ours.serverUs), micros(theirs?.serverUs ?? NaN)] : []),
+    ]));
   }
   const targets = ratios.filter((r) =>
     r.scenario === name && r.load === "sluice_load" && r.verdict !== "not run"
@@ -1008,19 +1015,26 @@ function instrumentsMarkdown(
   if (targets.length > 0) {
     out.push(
       "",
-      "| ratio | target | sluice_load | wsload | by CPU, sluice_load | by CPU, wsload |",
-      "| --- | --: | --: | --: | --: | --: |",
+      row([
+        "ratio",
+        "target",
+        "sluice_load",
+        "wsload",
+        ...(per ? ["by CPU, sluice_load", "by CPU, wsload"] : []),
+      ]),
+      row(["---", "--:", "--:", "--:", ...(per ? ["--:", "--:"] : [])]),
     );
     for (const r of targets) {
       const w = ratios.find((q) =>
         q.scenario === name && q.load === "wsload" && q.label === r.label
       );
-      out.push(
-        `| ${r.label} | ${targetText(r.target)} | ${times(r.value)} | ${
-          times(w?.value ?? NaN)
-        } | ` +
-          `${times(r.cpu)} | ${times(w?.cpu ?? NaN)} |`,
-      );
+      out.push(row([
+        r.label,
+        targetText(r.target),
+        times(r.value),
+        times(w?.value ?? NaN),
+        ...(per ? [times(r.cpu), times(w?.cpu ?? NaN)] : []),
+      ]));
     }
   }
   return out.join("\n");

@@ -2247,7 +2247,7 @@ int main(int argc, char **argv) {
     if (strcmp(m, MODE_NAMES[i]) == 0) mode = i;
   if (mode < 0) usage("unknown mode");
   cfg.mode = mode;
-  cfg.conns = mode == M_CONNECT ? 8 : 100;
+  cfg.conns = mode == M_CONNECT ? 64 : 100;
   cfg.inflight = mode == M_FANOUT ? 32 : 16;
   cfg.size = mode == M_ECHO ? 32 : 64;
   cfg.dur = 5;
