@@ -793,8 +793,10 @@ export class OpenConnection<W extends BaseWebSocket>
   /** @internal */
   sendMessage(data: string | Uint8Array, owned: boolean, compress?: boolean): SendStatus {
     const protocol = this.protocolState;
-    if (protocol.readyState === OPEN && this.#overBackpressure()) return SendStatus.Dropped;
-    protocol.send(data, owned, compress); // Throws if closing or closed.
+    // Closing or closed: nothing more goes out. That is no error, as in Bun, ws and browsers: a
+    // handler that answers after an await cannot know the peer has left meanwhile.
+    if (protocol.readyState !== OPEN || this.#overBackpressure()) return SendStatus.Dropped;
+    protocol.send(data, owned, compress);
     return this.#sendStatus();
   }
 

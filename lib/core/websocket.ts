@@ -5,7 +5,7 @@
  * @module
  */
 import { Opcode } from "../protocol/opcode.ts";
-import type { Protocol } from "../protocol/protocol.ts";
+import { OPEN, type Protocol } from "../protocol/protocol.ts";
 
 /**
  * What {@linkcode ServerWebSocket.send} did with a message.
@@ -32,7 +32,10 @@ export const SendStatus = {
    * down, or `await ws.flushed()`.
    */
   Backpressure: -1,
-  /** Not sent: more than `maxBackpressure` bytes were already queued. */
+  /**
+   * Not sent: more than `maxBackpressure` bytes were already queued, or the connection is
+   * closing or closed (`readyState` tells which).
+   */
   Dropped: 0,
 } as const;
 
@@ -178,8 +181,8 @@ export class BaseWebSocket {
    * messages from the threshold on are compressed.
    * @returns `SendStatus.Sent`, `SendStatus.Backpressure` (queued behind data the socket has not
    * taken: the `drain` handler or `flushed()` tells when it has), or `SendStatus.Dropped` (the
-   * backlog was over `maxBackpressure`).
-   * @throws {TypeError} When the connection is closing or closed.
+   * backlog was over `maxBackpressure`, or the connection is closing or closed: nothing more
+   * can go out, and that is no error, as in Bun, ws and browsers).
    *
    * @example
    * ```ts
@@ -203,7 +206,6 @@ export class BaseWebSocket {
    * @param text The message.
    * @param compress As for {@linkcode BaseWebSocket.send}.
    * @returns As for {@linkcode BaseWebSocket.send}.
-   * @throws {TypeError} When the connection is closing or closed.
    */
   sendText(text: string, compress?: boolean): SendStatus {
     return this.#driver.sendMessage(String(text), false, compress);
@@ -215,7 +217,6 @@ export class BaseWebSocket {
    * @param data The message.
    * @param compress As for {@linkcode BaseWebSocket.send}.
    * @returns As for {@linkcode BaseWebSocket.send}.
-   * @throws {TypeError} When the connection is closing or closed.
    */
   sendBinary(
     data: Uint8Array | ArrayBuffer | ArrayBufferView,
@@ -236,7 +237,9 @@ export class BaseWebSocket {
    *
    * @param source The message's bytes (or, for text, strings or UTF-8 bytes).
    * @param options `binary: false` sends a text message. @default {{ binary: true }}
-   * @returns A promise that resolves when the last fragment is queued.
+   * @returns A promise that resolves when the last fragment is queued, and rejects with a
+   * `TypeError` if the connection was closing or closed when the stream began (a stream is not
+   * dropped like a message: its source would be left half-read).
    *
    * @example
    * ```ts
@@ -344,23 +347,32 @@ export class BaseWebSocket {
   /**
    * Sends a ping; the peer answers with a pong (the `pong` handler).
    *
+   * Once the connection is closing or closed, nothing is sent (and nothing is thrown).
+   *
    * @param data At most 125 bytes (a string is sent as its UTF-8).
-   * @throws {TypeError} When the connection is closing or closed.
    * @throws {RangeError} When the payload is over 125 bytes.
    */
   ping(data?: string | Uint8Array): void {
-    this.#driver.protocolState.sendControl(Opcode.Ping, controlPayload(data));
+    this.#control(Opcode.Ping, data);
   }
 
   /**
    * Sends an unsolicited pong (a one-way heartbeat, RFC 6455 §5.5.3).
    *
+   * Once the connection is closing or closed, nothing is sent.
+   *
    * @param data At most 125 bytes.
-   * @throws {TypeError} When the connection is closing or closed.
    * @throws {RangeError} When the payload is over 125 bytes.
    */
   pong(data?: string | Uint8Array): void {
-    this.#driver.protocolState.sendControl(Opcode.Pong, controlPayload(data));
+    this.#control(Opcode.Pong, data);
+  }
+
+  #control(opcode: typeof Opcode.Ping | typeof Opcode.Pong, data?: string | Uint8Array): void {
+    const payload = controlPayload(data);
+    const protocol = this.#driver.protocolState;
+    // Closing or closed: nothing goes out, but a payload over 125 bytes is still refused.
+    if (protocol.readyState === OPEN || payload.length > 125) protocol.sendControl(opcode, payload);
   }
 
   /**

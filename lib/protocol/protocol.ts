@@ -474,12 +474,12 @@ export class Protocol implements FrameSink {
    */
   sendControl(opcode: typeof Opcode.Ping | typeof Opcode.Pong, payload: Uint8Array): void {
     const what = opcode === Opcode.Ping ? "ping" : "pong";
-    this.#assertOpen(what);
     if (payload.length > 125) {
       throw new RangeError(
         `Cannot ${what}: the payload is ${payload.length} bytes, more than 125`,
       );
     }
+    this.#assertOpen(what);
     this.#host.writeFrame(opcode, true, false, payload, false);
   }
 
