@@ -276,6 +276,22 @@ test("client handshake: Upgrade and Connection are compared without case, as lis
   );
 });
 
+test("client handshake: a 103 Early Hints before the 101 is skipped (RFC 9110 §15.2)", async () => {
+  await withRawServer(
+    async (peer) => {
+      await peer.write("HTTP/1.1 103 Early Hints\r\nLink: </app.js>; rel=preload\r\n\r\n");
+      await sleep(20); // In a packet of its own.
+      await peer.accept();
+    },
+    async (server) => {
+      const ws = await connect(server.url());
+      assert.equal(ws.readyState, 1);
+      ws.terminate();
+      assert.deepEqual(await ws.closed, { code: 1006, reason: "" });
+    },
+  );
+});
+
 test("client handshake: a subprotocol that was not offered fails it", async () => {
   for (const protocols of [[], ["chat"]]) {
     const { error } = await handshakeFailure(

@@ -291,6 +291,9 @@ export function isRefusal(x: UpgradeRequestInfo | HandshakeRefusal): x is Handsh
 /** RFC 6455 §1.3: the GUID appended to the key before hashing. */
 const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
+/** Interim (1xx) responses a client skips before the final one, at most. */
+const MAX_INTERIM = 16;
+
 /**
  * The Sec-WebSocket-Accept value for a key (RFC 6455 §4.2.2):
  * base64(SHA-1(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11")).
@@ -658,7 +661,8 @@ export interface ClientHandshakeResult {
  *   `WS_ERR_HANDSHAKE_TOO_LARGE`), or a connection that ends before it does
  *   (`WS_ERR_HANDSHAKE_INCOMPLETE`);
  * - a status other than 101 (`WS_ERR_HANDSHAKE_REFUSED`, with the status, headers and the body
- *   bytes that came with the head);
+ *   bytes that came with the head); interim responses (1xx but 101, such as a 103 Early Hints)
+ *   are skipped, as RFC 9110 §15.2 asks, up to 16 of them;
  * - `Upgrade` without the token `websocket`, `Connection` without `upgrade`, compared
  *   case-insensitively (`WS_ERR_HANDSHAKE_UPGRADE`);
  * - `Sec-WebSocket-Accept` missing, repeated or not the key's (`WS_ERR_HANDSHAKE_ACCEPT`);
@@ -686,6 +690,9 @@ export class ClientHandshake {
   #offered: string[];
   #deflate: DeflateNegotiationOptions | undefined;
   #parser: ResponseHeadParser;
+  #limits: HeadLimits | undefined;
+  /** Interim (1xx) responses skipped so far. */
+  #interim = 0;
   #result: ClientHandshakeResult | undefined;
   #error: HandshakeError | undefined;
 
@@ -728,6 +735,7 @@ export class ClientHandshake {
       offered.push("permessage-deflate");
     }
     this.#parser = new ResponseHeadParser(options);
+    this.#limits = options;
     const { bytes, key } = handshakeRequest(url, {
       protocols: options?.protocols,
       extensions,
@@ -800,8 +808,23 @@ export class ClientHandshake {
     if (this.#result !== undefined || this.#error !== undefined) {
       throw new TypeError("Cannot receive: the handshake is already over");
     }
-    const parser = this.#parser;
-    const state = parser.push(chunk);
+    let parser = this.#parser;
+    let state = parser.push(chunk);
+    // RFC 9110 §15.2: a client skips interim responses (a 103 Early Hints, a 100) that come
+    // before the final one; a 101 is final here.
+    while (state === 1 && parser.head!.status < 200 && parser.head!.status !== 101) {
+      if (++this.#interim > MAX_INTERIM) {
+        this.#error = failure(
+          "WS_ERR_HANDSHAKE_BAD_RESPONSE",
+          `more than ${MAX_INTERIM} interim (1xx) responses`,
+          parser.head!,
+        );
+        return -1;
+      }
+      const rest = parser.rest;
+      parser = this.#parser = new ResponseHeadParser(this.#limits);
+      state = rest.length === 0 ? 0 : parser.push(rest);
+    }
     if (state === 0) return 0;
     if (state === -1) {
       this.#error = parser.error;

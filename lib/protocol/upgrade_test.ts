@@ -460,6 +460,58 @@ describe("ClientHandshake: accepted", () => {
   });
 });
 
+describe("ClientHandshake: interim responses", () => {
+  it("skips 1xx heads before the 101 (RFC 9110 §15.2), whole or byte by byte", () => {
+    for (const split of [false, true]) {
+      const handshake = new ClientHandshake("ws://a/");
+      const response = concat(
+        bytes("HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"),
+        bytes("HTTP/1.1 100 Continue\r\n\r\n"),
+        response101(handshake.key),
+        FRAMES,
+      );
+      let state: number = 0;
+      if (split) {
+        for (let i = 0; i < response.length && state === 0; i++) {
+          state = handshake.receive(response.subarray(i, i + 1));
+        }
+      } else {
+        state = handshake.receive(response);
+      }
+      assert.equal(state, 1, handshake.error?.message ?? "");
+      assert.equal(handshake.result!.head.status, 101);
+      // Byte by byte, the head completes on its own last byte: the frames come after.
+      assert.deepEqual([...handshake.result!.rest], split ? [] : [...FRAMES]);
+    }
+  });
+
+  it("a refusal after an interim response is still a refusal", () => {
+    const handshake = new ClientHandshake("ws://a/");
+    const state = handshake.receive(
+      bytes("HTTP/1.1 103 Early Hints\r\n\r\nHTTP/1.1 403 Forbidden\r\n\r\nno"),
+    );
+    assert.equal(state, -1);
+    assertHandshakeError(handshake.error, "WS_ERR_HANDSHAKE_REFUSED", /answered 403 Forbidden/);
+    assert.equal(text(handshake.error!.body), "no");
+  });
+
+  it("fails after 16 of them, and a bad head among them fails as any bad head", () => {
+    const flood = new ClientHandshake("ws://a/");
+    const interim = bytes("HTTP/1.1 103 Early Hints\r\n\r\n");
+    let state: number = 0;
+    for (let i = 0; i < 17 && state === 0; i++) state = flood.receive(interim);
+    assert.equal(state, -1);
+    assertHandshakeError(
+      flood.error,
+      "WS_ERR_HANDSHAKE_BAD_RESPONSE",
+      "Handshake failed: more than 16 interim (1xx) responses",
+    );
+    const garbled = new ClientHandshake("ws://a/");
+    assert.equal(garbled.receive(bytes("HTTP/1.1 100 Continue\r\n\r\nnonsense\r\n\r\n")), -1);
+    assert.equal(garbled.error!.code, "WS_ERR_HANDSHAKE_BAD_RESPONSE");
+  });
+});
+
 describe("ClientHandshake: refused", () => {
   it("a status other than 101 is a refusal with the status, headers and body", () => {
     const response = "HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\n" +
