@@ -1,7 +1,9 @@
 /**
  * Unmasking (RFC 6455 §5.3) by payload length: `unmask` from lib/protocol/mask.ts against a
  * plain byte loop and the same word loop forced on at every length, to find where the
- * word-wise path starts to win and so which `WORD_MASK_THRESHOLD` the data supports.
+ * word-wise path starts to win and so which `WORD_MASK_THRESHOLD` the data supports. From
+ * `SIMD_UNMASK_FROM` (4 KiB) on, `unmask` goes through WebAssembly SIMD instead: the lengths
+ * from 4 KiB up compare it with the word loop.
  *
  * Each payload is a view that starts where a masked frame's payload starts in a chunk (after a
  * 6-, 8- or 14-byte header), so the word loop pays for the unaligned head as it does in the
@@ -19,7 +21,7 @@ import { bench, do_not_optimize, measure, run, summary } from "mitata";
 import { unmask, unmaskWords, WORD_MASK_THRESHOLD } from "../lib/protocol/mask.ts";
 import { headerSize } from "../lib/protocol/frame_writer.ts";
 
-const LENGTHS = [8, 32, 64, 125, 256, 1024, 64 * 1024, 1024 * 1024];
+const LENGTHS = [8, 32, 64, 125, 256, 1024, 4 * 1024, 16 * 1024, 64 * 1024, 1024 * 1024];
 // Between the lengths above, where the crossover is likely; measured only for the two loops.
 const SWEEP = [16, 24, 48, 96, 192];
 const SWEEP_CPU_TIME = 100e6; // ns per measurement, a sixth of mitata's default

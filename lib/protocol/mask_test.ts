@@ -1,7 +1,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { maskInto, SimdMaskMemory, unmask, WORD_MASK_THRESHOLD } from "./mask.ts";
+import { maskInto, SIMD_UNMASK_FROM, SimdMaskMemory, unmask, WORD_MASK_THRESHOLD } from "./mask.ts";
 import { hex, pattern, referenceMask, sameBytes, toHex } from "./_test_util.ts";
 
 const KEYS = [hex("37 fa 21 3d"), hex("00 00 00 00"), hex("ff ff ff ff"), hex("01 02 04 80")];
@@ -96,6 +96,18 @@ describe("unmask", () => {
     for (const length of [65535, 65536, 100_000, 100_003]) {
       for (let byteOffset = 0; byteOffset < 8; byteOffset++) {
         for (let offset = 0; offset < 4; offset++) check(length, byteOffset, KEYS[0], offset);
+      }
+    }
+  });
+
+  it("matches the reference loop around the WebAssembly threshold and its 64 KiB pieces", () => {
+    // From SIMD_UNMASK_FROM bytes on the bytes go through WebAssembly memory (placed by the
+    // view's address modulo 4 KiB) in pieces of 64 KiB.
+    for (const length of [SIMD_UNMASK_FROM - 1, SIMD_UNMASK_FROM, SIMD_UNMASK_FROM + 3, 131_077]) {
+      for (const byteOffset of [0, 1, 2046, 2048, 2051, 4093, 4096, 4099]) {
+        for (let offset = 0; offset < 4; offset++) {
+          check(length, byteOffset, KEYS[offset % KEYS.length], offset);
+        }
       }
     }
   });
