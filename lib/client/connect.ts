@@ -225,13 +225,30 @@ export function connectWith(
   url: string | URL,
   options: ConnectOptions = {},
 ): Promise<ClientWebSocket> {
-  let attempt: Attempt;
   try {
-    attempt = new Attempt(dial, url, options);
+    return startConnect(dial, url, options);
   } catch (error) {
     return Promise.reject(error);
   }
-  return attempt.promise;
+}
+
+/**
+ * {@linkcode connectWith}, but a URL or options that cannot be used throw here, at once, instead
+ * of rejecting: for a constructor (the WHATWG `WebSocket`) that must throw what it cannot take.
+ *
+ * @param dial The transport's connect.
+ * @param url As for `connect`.
+ * @param options As for `connect`.
+ * @returns A promise of the open connection.
+ * @throws {TypeError} For a URL or an option of the wrong kind.
+ * @throws {RangeError} For an option out of its range.
+ */
+export function startConnect(
+  dial: Connect,
+  url: string | URL,
+  options: ConnectOptions,
+): Promise<ClientWebSocket> {
+  return new Attempt(dial, url, options).promise;
 }
 
 /** One connect: TCP, TLS, the handshake; then the open connection. */

@@ -12,7 +12,7 @@ import { HandshakeError, WebSocketError } from "../protocol/errors.ts";
 import { tchar } from "../protocol/_http_token.ts";
 import type { Connect } from "../core/transport.ts";
 import type { ClientWebSocket } from "./client_websocket.ts";
-import { type ConnectOptions, connectWith } from "./connect.ts";
+import { type ConnectOptions, startConnect } from "./connect.ts";
 
 /**
  * What the facade's third constructor argument takes: `connect`'s options without the
@@ -176,6 +176,8 @@ export class WebSocket extends EventTarget {
    * @param options sluice's connect options that browsers do not have (`headers`, `ca`,
    * `perMessageDeflate`, limits, timeouts). @default {{}}
    * @throws {DOMException} `SyntaxError` when the URL or a subprotocol is not acceptable.
+   * @throws {TypeError} For an option of the wrong kind (as `connect` rejects with).
+   * @throws {RangeError} For an option out of its range.
    */
   constructor(url: string | URL, protocols?: string | string[], options: WebSocketOptions = {}) {
     super();
@@ -220,7 +222,8 @@ export class WebSocket extends EventTarget {
     if (dialer === undefined) {
       throw new TypeError("Cannot construct a WebSocket: import it from mod.ts (no dialer is set)");
     }
-    connectWith(dialer(), this.#url, {
+    // Options it cannot use throw from here, as a bad URL does.
+    startConnect(dialer(), this.#url, {
       maxBackpressure: Number.MAX_SAFE_INTEGER,
       ...options,
       signal,

@@ -155,6 +155,19 @@ test("whatwg: the constructor refuses duplicate or non-token subprotocols", () =
   }
 });
 
+test("whatwg: the constructor throws for options it cannot use, as connect rejects", () => {
+  const url = "ws://127.0.0.1:1/";
+  assert.throws(() => new WebSocket(url, [], { maxPayloadLength: -1 }), { name: "RangeError" });
+  assert.throws(
+    () => new WebSocket(url, [], { handshakeTimeout: "soon" as unknown as number }),
+    { name: "TypeError" },
+  );
+  assert.throws(
+    () => new WebSocket(url, [], { ca: 42 as unknown as string }),
+    { name: "TypeError", message: /^Cannot connect: ca must be a PEM string/ },
+  );
+});
+
 test("whatwg: http: and https: become ws: and wss:; close() while CONNECTING fails it", async () => {
   for (
     const [given, url] of [
