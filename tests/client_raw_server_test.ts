@@ -8,7 +8,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { constants, inflateRawSync } from "node:zlib";
+import { constants, deflateRawSync, inflateRawSync } from "node:zlib";
 import { connect, SendStatus, WebSocketError } from "../mod.ts";
 import { encodeFrame, Op, parseClose } from "./_client.ts";
 import { Queue, sleep } from "./_harness.ts";
@@ -58,6 +58,36 @@ test("client: frames in the same packet as the 101 arrive after open, before con
     assert.equal(pong.opcode, Op.Pong);
     assert.equal(pong.masked, true);
     assert.equal(decoder.decode(pong.payload), "p");
+    ws.terminate();
+    await ws.closed;
+  });
+});
+
+test("client deflate: compressed frames in the same packet as the 101 arrive before connect resolves", async () => {
+  const events: string[] = [];
+  /** A message compressed as RFC 7692 §7.2.1 says: the flush's trailing 4 bytes removed. */
+  const compressed = (text: string) => {
+    const bytes = deflateRawSync(encoder.encode(text), { finishFlush: constants.Z_SYNC_FLUSH });
+    return bytes.subarray(0, bytes.length - 4);
+  };
+  await withRawServer((peer) => {
+    void peer.accept(
+      ["Sec-WebSocket-Extensions: permessage-deflate"],
+      Buffer.concat([
+        encodeFrame(Op.Text, compressed("one, compressed"), { mask: null, rsv: 4 }),
+        serverFrame(Op.Text, "two, plain"),
+        encodeFrame(Op.Text, compressed("three, compressed"), { mask: null, rsv: 4 }),
+      ]),
+    );
+  }, async (server) => {
+    const ws = await connect(server.url(), {
+      perMessageDeflate: true,
+      message(_ws, data) {
+        events.push(String(data));
+      },
+    });
+    events.push("connected");
+    assert.deepEqual(events, ["one, compressed", "two, plain", "three, compressed", "connected"]);
     ws.terminate();
     await ws.closed;
   });

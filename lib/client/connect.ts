@@ -534,10 +534,12 @@ class Attempt implements TransportHandler {
         .filter((ms) => ms > 0),
     );
     if (Number.isFinite(shortest)) home.watch(connection, shortest);
-    // `open`, and the messages that came with the response (those not compressed: an inflate may
-    // finish later), run before `connect` resolves.
+    // `open`, and the messages that came with the response, run before `connect` resolves:
+    // compressed ones once their inflates are done.
     connection.start(ws, result.rest.length === 0 ? [] : [result.rest.slice()]);
-    this.#resolve(ws);
+    const inflated = connection.whenInflated();
+    if (inflated === undefined) this.#resolve(ws);
+    else void inflated.then(() => this.#resolve(ws));
   }
 
   /** Rejects, and drops the connection if it was made. */

@@ -275,6 +275,8 @@ export class OpenConnection<W extends BaseWebSocket>
   // Backpressure: messages dropped, flushed() waiters.
   #dropped = 0;
   #flushWaiters: Array<() => void> | undefined;
+  /** Waits for the inflates of the bytes that came with the 101 (a client's connect). */
+  #inflated: (() => void) | undefined;
   // Traffic, for stats (bytes out: the outbox counts, plus urgent pings and pongs).
   #messagesIn = 0;
   #messagesOut = 0;
@@ -738,6 +740,7 @@ export class OpenConnection<W extends BaseWebSocket>
     const protocol = this.protocolState;
     if (protocol.yielded) this.#holdInput(protocol);
     this.#release(HOLD_PROTOCOL);
+    if (!protocol.inflating) this.#wakeInflated();
   }
 
   /** @internal */
@@ -906,6 +909,28 @@ export class OpenConnection<W extends BaseWebSocket>
     if (protocol.readyState === CLOSED) return;
     protocol.pause();
     this.#hold(HOLD_PROTOCOL);
+    // Paused by the application: what comes after waits for it, not for an inflate.
+    this.#wakeInflated();
+  }
+
+  /**
+   * After {@linkcode OpenConnection.start}: `undefined` if its early bytes were decoded at once,
+   * else a promise that resolves once no inflate holds them (or the application paused, or the
+   * connection closed), so a client's `connect` resolves after their messages, compressed or
+   * not.
+   *
+   * @returns The promise, or `undefined`.
+   */
+  whenInflated(): Promise<void> | undefined {
+    if (!this.protocolState.inflating || (this.#flags & CLOSE_REPORTED) !== 0) return undefined;
+    return new Promise((resolve) => (this.#inflated = resolve));
+  }
+
+  #wakeInflated(): void {
+    const resolve = this.#inflated;
+    if (resolve === undefined) return;
+    this.#inflated = undefined;
+    resolve();
   }
 
   /** @internal */
@@ -974,6 +999,7 @@ export class OpenConnection<W extends BaseWebSocket>
     this.#flags |= CLOSE_REPORTED;
     const info = this.#closeInfo = { code, reason };
     this.#home.closed(this);
+    this.#wakeInflated();
     const waiters = this.#closeWaiters;
     if (waiters !== undefined) {
       this.#closeWaiters = undefined;

@@ -272,6 +272,11 @@ export class Protocol implements FrameSink {
     return this.#parser !== undefined && this.#parser.paused && this.#readyState !== CLOSED;
   }
 
+  /** Whether a compressed message is being inflated (decoding waits for it). */
+  get inflating(): boolean {
+    return this.#inflating !== 0;
+  }
+
   /**
    * Whether decoding used its turn's budget of frames ({@linkcode ProtocolOptions.sliceFrames})
    * with input left. The host should stop reading and call {@linkcode Protocol.continue} on a
