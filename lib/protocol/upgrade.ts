@@ -661,7 +661,7 @@ export interface ClientHandshakeResult {
  *   `WS_ERR_HANDSHAKE_TOO_LARGE`), or a connection that ends before it does
  *   (`WS_ERR_HANDSHAKE_INCOMPLETE`);
  * - a status other than 101 (`WS_ERR_HANDSHAKE_REFUSED`, with the status, headers and the body
- *   bytes that came with the head); interim responses (1xx but 101, such as a 103 Early Hints)
+ *   bytes that came with the head); interim responses (a 1xx other than 101, such as a 103 Early Hints)
  *   are skipped, as RFC 9110 §15.2 asks, up to 16 of them;
  * - `Upgrade` without the token `websocket`, `Connection` without `upgrade`, compared
  *   case-insensitively (`WS_ERR_HANDSHAKE_UPGRADE`);
