@@ -242,6 +242,17 @@ export function connectWith(
  * @returns A promise of the open connection.
  * @throws {TypeError} For a URL or an option of the wrong kind.
  * @throws {RangeError} For an option out of its range.
+ *
+ * @example
+ * ```ts
+ * import { startConnect } from "./connect.ts";
+ * import { connect as dial } from "../runtime/deno.ts";
+ * try {
+ *   startConnect(dial, "ws://127.0.0.1:9/", { maxPayloadLength: -1 });
+ * } catch (error) {
+ *   console.log((error as Error).name); // RangeError
+ * }
+ * ```
  */
 export function startConnect(
   dial: Connect,
